@@ -1,0 +1,321 @@
+"""The job config: a typed tree loaded from YAML with dotted command-line overrides.
+
+    cfg = load_config("configs/debug/internvl_tiny_sft.yaml", ["sft.max_steps=4"])
+
+Our own sections are declared below; ``sft:`` and ``grpo:`` pass straight through to TRL's
+``SFTConfig`` / ``GRPOConfig`` (their field names are checked against TRL, so a typo is an
+error that names the key, not a silently ignored option).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vlm_train.config_base import ConfigError, apply_override, from_dict, to_dict
+
+__all__ = ["ConfigError", "JobConfig", "load_config"]
+
+FAMILIES = ("internvl", "ovis2_5")
+
+
+@dataclass
+class FreezeConfig:
+    vision: bool = False
+    """Freeze the vision tower."""
+    projector: bool = False
+    """Freeze the vision-to-language projector (Ovis2.5: visual head and embedding table)."""
+    llm: bool = False
+    """Freeze the language model."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | None = None
+    """None: the family's default (language-model attention and MLP projections)."""
+    merge_at_end: bool = True
+    """Also write a merged full model next to the adapter at the end of training."""
+
+    def validate(self, prefix: str) -> None:
+        if self.r <= 0:
+            raise ConfigError(f"{prefix}.r", f"must be > 0, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TinyConfig:
+    """Settings for ``model.path: tiny`` (a random model built offline at job start)."""
+
+    seed: int = 0
+    image_size: int = 64
+    vision_hidden: int = 64
+    text_hidden: int = 96
+    layers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    family: Literal["internvl", "ovis2_5"] = "internvl"
+    path: str = "tiny"
+    """Checkpoint directory, or ``tiny`` to build a random tiny model of the family offline."""
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+    """auto: bfloat16 on GPU, float32 on CPU."""
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    """auto: flash_attention_2 when flash-attn is installed and a GPU is present, else sdpa."""
+    trust_remote_code: bool = False
+    """Never needed for the supported families; kept so that turning it on is an explicit act."""
+    max_pixels: int | None = None
+    """Upper bound on image pixels fed to the processor (family default when None)."""
+    max_tiles: int | None = None
+    """InternVL dynamic tiling: max tiles per image (family default when None)."""
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+
+    def validate(self, prefix: str) -> None:
+        if self.path != "tiny" and not Path(self.path).is_dir():
+            raise ConfigError(f"{prefix}.path", f"checkpoint directory not found: {self.path}")
+        if self.freeze.vision and self.freeze.projector and self.freeze.llm and not self.lora.enabled:
+            raise ConfigError(f"{prefix}.freeze", "everything is frozen and LoRA is off: nothing to train")
+
+
+@dataclass
+class SourceConfig:
+    path: str
+    """A data file (JSON, JSONL) or an InternVL meta JSON."""
+    format: Literal["auto", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    image_root: str | None = None
+    """Root that relative image paths resolve against (defaults to the file's folder)."""
+    repeat: float = 1.0
+
+    def validate(self, prefix: str) -> None:
+        if not Path(self.path).exists():
+            raise ConfigError(f"{prefix}.path", f"data file not found: {self.path}")
+        if self.image_root is not None and not Path(self.image_root).is_dir():
+            raise ConfigError(f"{prefix}.image_root", f"image root not found: {self.image_root}")
+        if self.repeat <= 0:
+            raise ConfigError(f"{prefix}.repeat", f"must be > 0, got {self.repeat}")
+
+
+@dataclass
+class SyntheticConfig:
+    n: int = 64
+    """Number of training samples to generate."""
+    n_eval: int = 32
+    seed: int = 0
+    image_size: int = 64
+    max_shapes: int = 3
+    kind: Literal["grounding", "toolqa", "mixed"] = "grounding"
+
+    def validate(self, prefix: str) -> None:
+        if self.n <= 0:
+            raise ConfigError(f"{prefix}.n", f"must be > 0, got {self.n}")
+        if self.max_shapes < 1:
+            raise ConfigError(f"{prefix}.max_shapes", f"must be >= 1, got {self.max_shapes}")
+
+
+@dataclass
+class DataConfig:
+    train: list[SourceConfig] = field(default_factory=list)
+    eval: list[SourceConfig] = field(default_factory=list)
+    synthetic: SyntheticConfig | None = None
+    """Generate synthetic grounding data (used when ``train`` is empty)."""
+    image_roots: list[str] = field(default_factory=list)
+    """Extra roots images may live under; paths outside every root are rejected."""
+    on_error: Literal["skip", "raise"] = "skip"
+    max_error_fraction: float = 0.05
+    num_frames: int = 8
+    max_image_pixels: int = 64_000_000
+    """Decompression-bomb cap: images whose header claims more pixels are rejected."""
+
+    def validate(self, prefix: str) -> None:
+        if not self.train and self.synthetic is None:
+            raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
+        if not 0.0 <= self.max_error_fraction <= 1.0:
+            raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
+        if self.num_frames < 1:
+            raise ConfigError(f"{prefix}.num_frames", f"must be >= 1, got {self.num_frames}")
+        for i, root in enumerate(self.image_roots):
+            if not Path(root).is_dir():
+                raise ConfigError(f"{prefix}.image_roots[{i}]", f"directory not found: {root}")
+
+
+@dataclass
+class ToolsConfig:
+    crop: bool = True
+    max_calls: int = 2
+    min_crop_size: int = 4
+    """Crops smaller than this many pixels per side are grown around their centre."""
+
+
+@dataclass
+class RewardsConfig:
+    weights: dict[str, float] = field(default_factory=lambda: {"iou": 1.0, "format": 0.2})
+    iou_threshold: float = 0.5
+
+
+@dataclass
+class ClusterConfig:
+    pool: str = "local-cpu"
+    """Name of a node-pool spec in ``pools_dir``."""
+    pools_dir: str = "cluster/pools"
+    nodes: int = 1
+    workers_per_node: int | None = None
+    """None: one per GPU (GPU pools) or the pool's ``workers_per_node`` (CPU pools)."""
+    address: str | None = None
+    """Ray address. None: $RAY_ADDRESS (set by ``ray job submit``) or a local in-process Ray."""
+
+    def validate(self, prefix: str) -> None:
+        if self.nodes < 1:
+            raise ConfigError(f"{prefix}.nodes", f"must be >= 1, got {self.nodes}")
+        if self.workers_per_node is not None and self.workers_per_node < 1:
+            raise ConfigError(f"{prefix}.workers_per_node", f"must be >= 1, got {self.workers_per_node}")
+
+
+@dataclass
+class DeepSpeedConfig:
+    config: str | None = "configs/deepspeed/zero2.json"
+    """A DeepSpeed JSON; null trains with plain DDP."""
+
+    def validate(self, prefix: str) -> None:
+        if self.config is not None and not Path(self.config).is_file():
+            raise ConfigError(f"{prefix}.config", f"DeepSpeed config not found: {self.config}")
+
+
+@dataclass
+class RunConfig:
+    name: str = "vlm_train"
+    storage_path: str = "runs"
+    """Checkpoints, TensorBoard and reports go to <storage_path>/<name>/ (shared storage on clusters)."""
+    max_failures: int = 0
+    """Worker-group restarts from the last checkpoint before the run fails (-1: forever)."""
+    checkpoints_to_keep: int | None = 2
+    seed: int = 42
+    fail_at_step: int | None = None
+    """Testing aid: raise in every worker at this global step once (a simulated crash)."""
+    stop_at_step: int | None = None
+    """Testing aid: exit the job cleanly (status 3) after this step's checkpoint (simulated preemption)."""
+
+    def validate(self, prefix: str) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"{prefix}.name", f"must be a non-empty name without '/', got {self.name!r}")
+        if self.max_failures < -1:
+            raise ConfigError(f"{prefix}.max_failures", f"must be >= -1, got {self.max_failures}")
+
+
+@dataclass
+class JobConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    stages: list[str] = field(default_factory=lambda: ["sft"])
+    sft: dict[str, Any] = field(default_factory=dict)
+    """Passed to trl.SFTConfig."""
+    grpo: dict[str, Any] = field(default_factory=dict)
+    """Passed to trl.GRPOConfig."""
+    source: str | None = None
+    """The YAML file this config came from (set by the loader)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.storage_path).absolute() / self.run.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any], file: str | None = None) -> JobConfig:
+        try:
+            cfg = from_dict(JobConfig, {k: v for k, v in d.items() if k != "source"})
+        except ConfigError as e:
+            raise ConfigError(e.key, e.reason, file) from None
+        cfg.source = file
+        return cfg
+
+
+TRL_SECTIONS = {"sft": "SFTConfig", "grpo": "GRPOConfig"}
+# Keys the launcher owns; setting them in sft:/grpo: would fight the launcher.
+_RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "logging_dir"}
+
+
+def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:
+    import dataclasses as dc
+
+    import trl
+
+    cls = getattr(trl, TRL_SECTIONS[section])
+    names = {f.name for f in dc.fields(cls)}
+    for k, v in values.items():
+        if k in _RESERVED:
+            raise ConfigError(f"{section}.{k}", "is set by the launcher; remove it from the config", file)
+        if k not in names:
+            raise ConfigError(f"{section}.{k}", f"unknown {cls.__name__} field", file)
+        default = next(f for f in dc.fields(cls) if f.name == k).default
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{section}.{k}", f"expected true/false, got {v!r}", file)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{section}.{k}", f"expected a number, got {v!r}", file)
+            if k in ("learning_rate", "max_steps", "per_device_train_batch_size") and v <= 0 and k != "max_steps":
+                raise ConfigError(f"{section}.{k}", f"must be > 0, got {v!r}", file)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True) -> JobConfig:
+    """Load ``path``, apply ``a.b=c`` overrides, validate. Raises ConfigError on any problem."""
+    file = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("<file>", f"config file not found: {file}")
+    try:
+        tree = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise ConfigError(f"<yaml {where}>", f"invalid YAML: {getattr(e, 'problem', e)}", file) from None
+    if not isinstance(tree, dict):
+        raise ConfigError("<root>", "the config must be a mapping of sections", file)
+    for o in overrides or []:
+        try:
+            apply_override(tree, o)
+        except ConfigError as e:
+            raise ConfigError(e.key, e.reason, file) from None
+    cfg = JobConfig.from_dict(tree, file)
+    for section in TRL_SECTIONS:
+        if check_trl and getattr(cfg, section):
+            _check_trl_section(section, getattr(cfg, section), file)
+    bad = [s for s in cfg.stages if s not in ("sft", "grpo", "eval")]
+    if bad:
+        raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: sft, grpo, eval)", file)
+    return cfg
+
+
+def dump_config(cfg: JobConfig) -> str:
+    """YAML of the resolved config with secrets redacted (safe to write next to a run)."""
+    return yaml.safe_dump(redact(cfg.to_dict()), sort_keys=False)
+
+
+_SECRET_HINTS = ("token", "password", "secret", "api_key", "apikey", "credential")
+
+
+def redact(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {
+            k: ("***" if any(h in str(k).lower() for h in _SECRET_HINTS) and v else redact(v))
+            for k, v in tree.items()
+        }
+    if isinstance(tree, list):
+        return [redact(v) for v in tree]
+    return tree
