@@ -3,6 +3,21 @@
 Every family folder (``vlm_train/models/<family>/``) exposes one ``FAMILY`` object of this
 type. Trainers, rollouts and evaluation only ever talk to this surface, so nothing outside a
 family folder branches on family names.
+
+Conventions every family follows when rendering canonical samples:
+
+- Tool calls: an assistant message whose content ends with a ``tool_call`` part renders the
+  call as ``<tool_call>{"name": "crop", "arguments": {"bbox_2d": [x1, y1, x2, y2]}}</tool_call>``
+  with the box in the family's own coordinate convention (InternVL: integers 0-1000,
+  Ovis2.5: floats in [0,1) with 3 decimals). The call text is learned.
+- Tool responses: a ``tool`` message (parts of type ``tool_response``, an image crop or text)
+  renders as a user turn ``<|im_start|>user\n<tool_response>\n{image or text}\n</tool_response>
+  <|im_end|>\n`` (Qwen3 style) and is never learned (labels -100); the assistant then continues
+  in the next assistant message.
+- Labels: only assistant content and its closing ``<|im_end|>`` are learned; system, user, tool
+  and every vision token are -100.
+- Generation prompts end with the assistant header (``<|im_start|>assistant\n``; Ovis2.5 adds
+  the empty think block when thinking is off).
 """
 
 from __future__ import annotations
