@@ -92,7 +92,7 @@ def score_boxes(
     """
     if len(preds) != len(targets):
         raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
-    ious = [iou(p, t) for p, t in zip(preds, targets)]
+    ious = [iou(p, t) for p, t in zip(preds, targets, strict=True)]
     return score_ious(ious, threshold), ious
 
 
@@ -107,7 +107,7 @@ def score_by_group(
     if len(ious) != len(groups):
         raise ValueError(f"{len(ious)} IoUs for {len(groups)} group labels")
     by: dict[Hashable, list[float]] = {}
-    for v, g in zip(ious, groups):
+    for v, g in zip(ious, groups, strict=True):
         by.setdefault(g, []).append(v)
     try:
         keys = sorted(by)
@@ -142,4 +142,5 @@ def random_shape_baseline(
         raise ValueError(f"{len(shapes_per_image)} shape lists for {len(targets)} targets")
     if not targets:
         return 0.0
-    return sum(random_shape_hit_rate(s, t, threshold) for s, t in zip(shapes_per_image, targets)) / len(targets)
+    rates = [random_shape_hit_rate(s, t, threshold) for s, t in zip(shapes_per_image, targets, strict=True)]
+    return sum(rates) / len(rates)

@@ -127,8 +127,11 @@ def _items(completions: object, kwargs: Mapping[str, object]) -> list[Item | Non
     return out
 
 
-def _reward(name: str, per_item: Callable[[Item], float], low: float) -> RewardFn:
-    """Wrap a per-completion scorer as a TRL reward function named ``name``."""
+def _reward(name: str, per_item: Callable[[Item], float], low: float, high: float = 1.0) -> RewardFn:
+    """Wrap a per-completion scorer as a TRL reward function named ``name``.
+
+    Scores are clamped to [low, high]: a mean of in-range values can land an ulp outside.
+    """
 
     def fn(completions: object, **kwargs: object) -> list[float]:
         scores = []
@@ -138,7 +141,7 @@ def _reward(name: str, per_item: Callable[[Item], float], low: float) -> RewardF
             except Exception as e:
                 _warn_once(f"{name}:{type(e).__name__}", f"reward {name} failed ({e!r}); scoring {low}")
                 v = low
-            scores.append(v if math.isfinite(v) else low)
+            scores.append(min(high, max(low, v)) if math.isfinite(v) else low)
         return scores
 
     fn.__name__ = fn.__qualname__ = name

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from vlm_train.data.sample import Box
 from vlm_train.rewards._coords import raw_in_range, to_pixels
 
-NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# ASCII digits only: Python's \d also takes e.g. fullwidth digits, which no family writes.
+NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _FOUR = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
 # "(?:,\s*)?" rather than ",?\s*": two adjacent \s* would backtrack quadratically on long blanks.
 _PAIR_BOX = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*(?:,\s*)?\(\s*({NUM})\s*,\s*({NUM})\s*\)")
