@@ -42,6 +42,7 @@ THIRD = 1 / 3
 CALL_CAT = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [100, 200, 300, 400]}}</tool_call>'
 
 # (id, completion, context overrides, [iou, iou_hit, region, answer, format, box_valid])
+# fmt: off
 TABLE = [
     # -- answer boxes ------------------------------------------------------------------------
     ("internvl_well_formed", f"<think>The cat is left.</think><ref>cat</ref>{GOOD}", {}, [1, 1, 0, 0, 1, 1]),
@@ -201,6 +202,7 @@ TABLE = [
     ("long_list_prefixes", "<think>x</think>" + "[1," * 33_000, {}, [0, 0, 0, 0, 1, 0]),
     ("long_crop_braces", "<think>" + "{Crop " * 20_000 + "</think>cat", {}, [0, 0, -0.5, 1, 0, 0]),
 ]
+# fmt: on
 
 
 def _kwargs(overrides: dict, n: int = 1) -> dict:
