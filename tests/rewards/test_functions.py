@@ -351,3 +351,16 @@ def test_rewards_never_raise_and_stay_in_range(comps, size, coords, answer, targ
         out = REWARDS[name](comps, **kw)
         assert len(out) == n
         assert all(isinstance(v, float) and math.isfinite(v) and lo <= v <= hi for v in out), (name, out)
+
+
+def test_prompt_that_opens_think_counts_for_the_completion():
+    comp = f"The cat is left.</think>{GOOD}"
+    kw = _kwargs({})
+    assert REWARDS["format"]([comp], **kw) == [0.0]
+    assert REWARDS["format"]([comp], prompts=["<|im_start|>assistant\n<think>\n"], **kw) == [1.0]
+    # A box written while still thinking is not an answer once the prefilled <think> is known.
+    thinking = f"still thinking {GOOD}"
+    assert REWARDS["iou"]([thinking], **kw) == [1.0]
+    assert REWARDS["iou"]([thinking], prompts=["...<think>"], **kw) == [0.0]
+    # Conversational prompts (message lists) change nothing.
+    assert REWARDS["format"]([comp], prompts=[[{"role": "user", "content": "<think>"}]], **kw) == [0.0]

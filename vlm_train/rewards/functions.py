@@ -6,6 +6,8 @@ Columns read (each a list with one cell per completion; a missing column reads a
 - ``target_box``: [x1, y1, x2, y2] in original pixels, or None.
 - ``regions``: list of {"label", "box"} (pixels) a crop call may aim at, or None.
 - ``answer``: the gold answer string, or None.
+- ``prompts`` (TRL passes it): a text prompt ending in ``<think>`` (a template that opens the
+  thinking block itself) counts as the completion's opening ``<think>``.
 - ``coords``: family convention of JSON ``bbox_2d`` and bare lists: "internvl" (0-1000) or
   "ovis2_5" ([0, 1)); missing or unknown reads as "pixels" (with a one-time warning).
 
@@ -101,14 +103,22 @@ def _column(kwargs: Mapping[str, object], name: str, n: int) -> list[object]:
     return [None] * n
 
 
+def _think_prefilled(prompt: object) -> bool:
+    """A text prompt whose template already opened ``<think>`` (the completion starts inside it).
+
+    Only text prompts show this; conversational prompts are rendered by TRL out of sight.
+    """
+    return isinstance(prompt, str) and prompt.rstrip().endswith(THINK_OPEN)
+
+
 def _items(completions: object, kwargs: Mapping[str, object]) -> list[Item | None]:
     try:
         comps = list(completions)  # type: ignore[call-overload]
     except TypeError:
         return []
     n = len(comps)
-    sizes, targets, regions, answers, coords = (
-        _column(kwargs, k, n) for k in ("image_size", "target_box", "regions", "answer", "coords")
+    sizes, targets, regions, answers, coords, prompts = (
+        _column(kwargs, k, n) for k in ("image_size", "target_box", "regions", "answer", "coords", "prompts")
     )
     out: list[Item | None] = []
     for i, c in enumerate(comps):
@@ -118,6 +128,8 @@ def _items(completions: object, kwargs: Mapping[str, object]) -> list[Item | Non
                 _warn_once(f"coords:{conv!r}", f"reward column 'coords' is {conv!r}; reading boxes as pixels")
                 conv = "pixels"
             texts, calls = rollout_parts(c)
+            if _think_prefilled(prompts[i]):
+                texts[0] = THINK_OPEN + texts[0]
             parsed = parse_rollout(texts, valid_size(sizes[i]), conv, calls)
             ans = answers[i] if isinstance(answers[i], str) else None
             out.append(Item(texts, parsed, _as_box(targets[i]), _regions(regions[i]), ans))
