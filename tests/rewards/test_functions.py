@@ -364,3 +364,17 @@ def test_prompt_that_opens_think_counts_for_the_completion():
     assert REWARDS["iou"]([thinking], prompts=["...<think>"], **kw) == [0.0]
     # Conversational prompts (message lists) change nothing.
     assert REWARDS["format"]([comp], prompts=[[{"role": "user", "content": "<think>"}]], **kw) == [0.0]
+
+
+def test_a_scorer_bug_scores_the_minimum_and_logs(monkeypatch, caplog):
+    import vlm_train.rewards.functions as functions
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(functions, "parse_rollout", broken)
+    monkeypatch.setattr(functions, "_warned", set())
+    with caplog.at_level("WARNING"):
+        for name in NAMES:
+            assert REWARDS[name]([GOOD, GOOD], **_kwargs({}, 2)) == [RANGES[name][0]] * 2
+    assert "parser bug" in caplog.text

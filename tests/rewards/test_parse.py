@@ -39,6 +39,9 @@ def test_ovis_box_and_point():
     assert p.answer_boxes[0].label == "dog" and p.answer_boxes[0].form == "ovis_box"
     (pt,) = p.answer_points
     assert pt.is_point and pt.box.as_list() == [500, 100, 500, 100] and not pt.valid
+    # Several results, as the model card writes them.
+    many = parse_completion("[<box>(0.1,0.2),(0.3,0.4)</box>,<box>(0.5, 0.5), (0.6, 0.7)</box>]", SIZE)
+    assert boxes(many) == [pytest.approx([100, 100, 300, 200]), pytest.approx([500, 250, 600, 350])]
 
 
 @pytest.mark.parametrize(
