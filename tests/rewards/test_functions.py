@@ -378,3 +378,13 @@ def test_a_scorer_bug_scores_the_minimum_and_logs(monkeypatch, caplog):
         for name in NAMES:
             assert REWARDS[name]([GOOD, GOOD], **_kwargs({}, 2)) == [RANGES[name][0]] * 2
     assert "parser bug" in caplog.text
+
+
+def test_config_load_rejects_unknown_reward_with_file_and_key():
+    from vlm_train.config import JobConfig
+
+    with pytest.raises(ConfigError) as err:
+        JobConfig.from_dict({"rewards": {"weights": {"iou": 1.0, "ioo": 0.5}}}, file="job.yaml")
+    assert (err.value.key, err.value.file) == ("rewards.weights.ioo", "job.yaml")
+    cfg = JobConfig.from_dict({"rewards": {"weights": {"iou_hit": 1.0, "region": 0.5}, "iou_threshold": 0.7}})
+    assert list(cfg.rewards.weights) == ["iou_hit", "region"]

@@ -318,28 +318,29 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def build_reward_funcs(
-    weights: Mapping[str, float], iou_threshold: float = DEFAULT_IOU_THRESHOLD
+    weights: Mapping[str, float], iou_threshold: float = DEFAULT_IOU_THRESHOLD, prefix: str = "rewards"
 ) -> tuple[list[RewardFn], list[float]]:
     """Reward functions and their weights, in the order of ``weights`` (for GRPOConfig.reward_weights).
 
     Args:
         weights: ``rewards.weights`` of the config: name -> weight.
         iou_threshold: ``rewards.iou_threshold``, the IoU at which ``iou_hit`` pays 1.
+        prefix: Config key of the rewards section, for error messages.
 
     Raises:
         ConfigError: unknown reward name, non-numeric weight, empty weights or a threshold
             outside (0, 1]; the key is named (e.g. ``rewards.weights.ioo``).
     """
     if not isinstance(iou_threshold, (int, float)) or isinstance(iou_threshold, bool) or not 0 < iou_threshold <= 1:
-        raise ConfigError("rewards.iou_threshold", f"must be a number in (0, 1], got {iou_threshold!r}")
+        raise ConfigError(f"{prefix}.iou_threshold", f"must be a number in (0, 1], got {iou_threshold!r}")
     if not weights:
-        raise ConfigError("rewards.weights", f"no reward selected; choose from {', '.join(REWARDS)}")
+        raise ConfigError(f"{prefix}.weights", f"no reward selected; choose from {', '.join(REWARDS)}")
     funcs, ws = [], []
     for name, w in weights.items():
         if name not in REWARDS:
-            raise ConfigError(f"rewards.weights.{name}", f"unknown reward; known rewards: {', '.join(REWARDS)}")
+            raise ConfigError(f"{prefix}.weights.{name}", f"unknown reward; known rewards: {', '.join(REWARDS)}")
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-            raise ConfigError(f"rewards.weights.{name}", f"weight must be a finite number, got {w!r}")
+            raise ConfigError(f"{prefix}.weights.{name}", f"weight must be a finite number, got {w!r}")
         fn = _reward("iou_hit", _iou_hit(float(iou_threshold)), 0.0) if name == "iou_hit" else REWARDS[name]
         funcs.append(fn)
         ws.append(float(w))
