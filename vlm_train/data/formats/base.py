@@ -9,7 +9,7 @@ from typing import Any
 
 from vlm_train.data import coords
 from vlm_train.data.errors import BAD_FIELD, DataIssue, SampleProblem
-from vlm_train.data.sample import Box, Message, Part, Sample
+from vlm_train.data.sample import Box, Message, Sample
 from vlm_train.data.toolcalls import CoordSystem, split_tool_calls
 
 
@@ -86,3 +86,28 @@ def media_list(value: Any, key: str) -> list[str]:
             raise SampleProblem(BAD_FIELD, f"{key!r} must be a path or a list of paths, got {v!r}")
         out.append(v)
     return out
+
+
+def record_id(obj: dict[str, Any], source: str, line: int) -> tuple[str, dict[str, Any]]:
+    """(sample id, meta to remember how the file spelled it) of a record.
+
+    Records without an id get ``<file stem>:<line>``; writers leave such ids out again, and
+    write a numeric id back as a number, so files round-trip unchanged.
+    """
+    raw = obj.get("id")
+    if raw is None:
+        return f"{Path(source).stem}:{line}", {"id_generated": True}
+    return str(raw), ({} if isinstance(raw, str) else {"id_raw": raw})
+
+
+def written_id(sample: Sample) -> Any | None:
+    """The id to write for ``sample`` (None: the source had none)."""
+    if sample.meta.get("id_generated"):
+        return None
+    return sample.meta.get("id_raw", sample.id)
+
+
+def with_id(sample: Sample, rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with the sample's id first (when it has one to write)."""
+    sid = written_id(sample)
+    return ({"id": sid} if sid is not None else {}) | rec

@@ -19,9 +19,11 @@ from vlm_train.data.formats.base import (
     ReadOptions,
     assistant_messages,
     media_list,
+    record_id,
     require_dict,
     samples_from_records,
     stamp,
+    with_id,
 )
 from vlm_train.data.formats.jsonio import read_json_any, write_json, write_jsonl
 from vlm_train.data.sample import Message, Part, Sample
@@ -97,11 +99,12 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
         else:
             messages.append(Message(role, split_placeholders(t["value"], it_img, it_vid)))
     extra = {k: v for k, v in obj.items() if k not in _KNOWN_KEYS}
+    sid, id_meta = record_id(obj, source, line)
     sample = Sample(
-        id=str(obj["id"]) if obj.get("id") is not None else f"{Path(source).stem}:{line}",
+        id=sid,
         messages=messages,
         image_sizes=[size] if size else [],
-        meta={"extra": extra} if extra else {},
+        meta=({"extra": extra} if extra else {}) | id_meta,
     )
     return stamp(sample, source, line, opts.root_for(source))
 
@@ -145,14 +148,14 @@ def sample_to_record(s: Sample) -> dict[str, Any]:
             )
         else:
             convs.append({"from": ROLES_OUT[head.role], "value": join_placeholders(head.content)})
-    rec: dict[str, Any] = {"id": s.id}
+    rec: dict[str, Any] = {}
     if images:
         rec["image"] = images[0] if len(images) == 1 else images
     if videos:
         rec["video"] = videos[0] if len(videos) == 1 else videos
     rec["conversations"] = convs
     rec.update(s.meta.get("extra", {}))
-    return rec
+    return with_id(s, rec)
 
 
 def write(samples: list[Sample], path: str | Path) -> None:

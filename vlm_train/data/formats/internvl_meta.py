@@ -77,9 +77,14 @@ def write(samples: list[Sample], path: str | Path) -> None:
     for name, group in groups.items():
         ann = path.parent / f"{path.stem}_{name}.jsonl"
         conversations.write(group, ann)
-        root = group[0].meta.get("image_root", str(path.parent))
+        root = Path(group[0].meta.get("image_root", path.parent)).resolve()
+        # Relative to the meta file when the images live below it, so the folder can move.
+        try:
+            root_text = str(root.relative_to(path.parent.resolve()))
+        except ValueError:
+            root_text = str(root)
         meta[name] = {
-            "root": root,
+            "root": root_text,
             "annotation": ann.name,
             "data_augment": False,
             "repeat_time": group[0].meta.get("repeat", 1),

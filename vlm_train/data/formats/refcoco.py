@@ -14,7 +14,7 @@ from typing import Any
 from vlm_train.data import coords
 from vlm_train.data.coords import grounding_answer
 from vlm_train.data.errors import BAD_BOX, BAD_FIELD, DataIssue, SampleProblem
-from vlm_train.data.formats.base import ReadOptions, require_dict, samples_from_records, stamp
+from vlm_train.data.formats.base import ReadOptions, record_id, require_dict, samples_from_records, stamp, with_id
 from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
 from vlm_train.data.sample import Box, GroundingTarget, Message, Part, Sample
 
@@ -43,12 +43,13 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
         Message("assistant", [Part("text", text=grounding_answer(sent, box, w, h, opts.box_text))]),
     ]
     extra = {k: v for k, v in obj.items() if k not in _KNOWN}
+    sid, id_meta = record_id(obj, source, line)
     sample = Sample(
-        id=str(obj["id"]) if obj.get("id") is not None else f"{Path(source).stem}:{line}",
+        id=sid,
         messages=messages,
         image_sizes=[(w, h)],
         targets=[GroundingTarget(sent, box)],
-        meta={"extra": extra, "has_id": obj.get("id") is not None} if extra else {"has_id": obj.get("id") is not None},
+        meta=({"extra": extra} if extra else {}) | id_meta,
     )
     return stamp(sample, source, line, opts.root_for(source))
 
@@ -73,10 +74,8 @@ def sample_to_record(s: Sample) -> dict[str, Any]:
         "width": w,
         "height": h,
     }
-    if s.meta.get("has_id", True):
-        rec["id"] = s.id
     rec.update(s.meta.get("extra", {}))
-    return rec
+    return with_id(s, rec)
 
 
 def write(samples: list[Sample], path: str | Path) -> None:

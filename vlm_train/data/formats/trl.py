@@ -18,9 +18,11 @@ from vlm_train.data.formats.base import (
     ReadOptions,
     assistant_messages,
     media_list,
+    record_id,
     require_dict,
     samples_from_records,
     stamp,
+    with_id,
 )
 from vlm_train.data.formats.conversations import assistant_chains, split_placeholders
 from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
@@ -101,6 +103,9 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
             else:
                 parts.append(Part(c["type"], media=take(c["type"])))
         if role == "tool":
+            # The data answers the call itself: its response replaces the crop made from the call.
+            if len(messages) >= 2 and messages[-2].role == "tool" and messages[-1].role == "assistant" and not messages[-1].text():
+                del messages[-2:]
             parts = [
                 Part("tool_response", media=p.media) if p.type == "image" else Part("tool_response", text=p.text)
                 for p in parts
@@ -112,11 +117,8 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
             f"messages hold {used['image']} image / {used['video']} video items but the row lists {len(images)} / {len(videos)}",
         )
     extra = {k: v for k, v in obj.items() if k not in _KNOWN}
-    sample = Sample(
-        id=str(obj["id"]) if obj.get("id") is not None else f"{Path(source).stem}:{line}",
-        messages=messages,
-        meta={"extra": extra} if extra else {},
-    )
+    sid, id_meta = record_id(obj, source, line)
+    sample = Sample(id=sid, messages=messages, meta=({"extra": extra} if extra else {}) | id_meta)
     return stamp(sample, source, line, opts.root_for(source))
 
 
@@ -142,11 +144,11 @@ def sample_to_record(s: Sample) -> dict[str, Any]:
             else:
                 content.append({"type": "text", "text": p.text or ""})
         out_msgs.append({"role": head.role, "content": content})
-    rec: dict[str, Any] = {"id": s.id, "messages": out_msgs, "images": images}
+    rec: dict[str, Any] = {"messages": out_msgs, "images": images}
     if videos:
         rec["videos"] = videos
     rec.update(s.meta.get("extra", {}))
-    return rec
+    return with_id(s, rec)
 
 
 def write(samples: list[Sample], path: str | Path) -> None:
