@@ -39,7 +39,10 @@ OVIS_RECORDS = [
         ],
         "source_dataset": "mine",
     },
-    {"video": "clip.mp4", "conversations": [{"from": "human", "value": "<video>\nWhat happens?"}, {"from": "gpt", "value": "Nothing."}]},
+    {
+        "video": "clip.mp4",
+        "conversations": [{"from": "human", "value": "<video>\nWhat happens?"}, {"from": "gpt", "value": "Nothing."}],
+    },
 ]
 
 
@@ -69,7 +72,12 @@ def test_ovis_jsonl_reads_canonical_and_round_trips(tmp_path):
     assert [p.type for p in s1.messages[1].content] == ["image", "text"]
     assert s1.messages[1].content[1].text == "What is the person wearing?"
     call = s1.messages[2].content[-1]
-    assert (call.type, call.tool, call.label, call.box) == ("tool_call", "crop", "person", Box(0.0, 141.43, 79.23, 480.0))
+    assert (call.type, call.tool, call.label, call.box) == (
+        "tool_call",
+        "crop",
+        "person",
+        Box(0.0, 141.43, 79.23, 480.0),
+    )
     assert s1.messages[3].content[0].source == "coco/a.jpg" and s1.messages[3].content[0].box == call.box
     assert s1.messages[4].content[0].text.startswith("\nIn the crop")
     assert [p.media for p in s2.messages[0].content if p.type == "image"] == ["a.png", "b.png"]
@@ -104,7 +112,13 @@ def test_internvl_meta_round_trip_and_repeat(tmp_path):
     _jsonl(base / "ann" / "b.jsonl", OVIS_RECORDS[2:])
     meta = {
         "ds_a": {"root": "imgs_a", "annotation": "ann/a.jsonl", "data_augment": False, "repeat_time": 2, "length": 2},
-        "ds_b": {"root": str(tmp_path / "elsewhere"), "annotation": "ann/b.jsonl", "data_augment": True, "repeat_time": 0.5, "length": 1},
+        "ds_b": {
+            "root": str(tmp_path / "elsewhere"),
+            "annotation": "ann/b.jsonl",
+            "data_augment": True,
+            "repeat_time": 0.5,
+            "length": 1,
+        },
     }
     (base / "meta.json").write_text(json.dumps(meta))
     assert detect_format(base / "meta.json") == "internvl_meta"
@@ -129,7 +143,11 @@ def test_toolqa_one_sample_per_question_and_round_trip(tmp_path):
         "image_path": "coco/train2017/000000580837.jpg",
         "QnA": [
             {"Q": "What is the visible clothing of the person on the far left?", "A3": A3},
-            {"Q": "Where is the dog?", "A3": "<think>\n<tool_call>Crop [10, 20, 30, 40]</tool_call>\n</think>\n\n<answer>left</answer>", "A1": "left"},
+            {
+                "Q": "Where is the dog?",
+                "A3": "<think>\n<tool_call>Crop [10, 20, 30, 40]</tool_call>\n</think>\n\n<answer>left</answer>",
+                "A1": "left",
+            },
         ],
         "split": "train",
     }
@@ -149,7 +167,13 @@ def test_toolqa_one_sample_per_question_and_round_trip(tmp_path):
 
 def test_refcoco_round_trip_uses_family_text(tmp_path):
     recs = [
-        {"image": "coco/x.jpg", "sent": "the red car on the left", "bbox": [10.5, 20, 110, 220.25], "width": 640, "height": 480},
+        {
+            "image": "coco/x.jpg",
+            "sent": "the red car on the left",
+            "bbox": [10.5, 20, 110, 220.25],
+            "width": 640,
+            "height": 480,
+        },
         {"image": "coco/y.jpg", "sent": "man", "bbox": [0, 0, 5, 5], "width": 10, "height": 10, "id": 3, "ref_id": 99},
     ]
     src = _jsonl(tmp_path / "ref.jsonl", recs)
@@ -197,7 +221,13 @@ def test_trl_openai_tool_calls_and_string_content(tmp_path):
         {
             "messages": [
                 {"role": "user", "content": "<image>\nWhere?"},
-                {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "crop", "arguments": {"bbox_2d": [0, 0, 4, 4]}}}]},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": "crop", "arguments": {"bbox_2d": [0, 0, 4, 4]}}}
+                    ],
+                },
                 {"role": "tool", "content": [{"type": "image"}]},
                 {"role": "assistant", "content": "There."},
             ],
@@ -226,7 +256,9 @@ def test_canonical_round_trip_and_cross_format(tmp_path):
     via_ovis, _ = _read(tmp_path / "o.jsonl")
     formats.write(via_ovis, tmp_path / "t.jsonl", "trl")
     via_trl, _ = _read(tmp_path / "t.jsonl")
-    assert [[(m.role, [(p.type, p.text, p.media, p.box, p.source) for p in m.content]) for m in s.messages] for s in via_trl] == [
+    assert [
+        [(m.role, [(p.type, p.text, p.media, p.box, p.source) for p in m.content]) for m in s.messages] for s in via_trl
+    ] == [
         [(m.role, [(p.type, p.text, p.media, p.box, p.source) for p in m.content]) for m in s.messages] for s in samples
     ]
 
@@ -234,7 +266,10 @@ def test_canonical_round_trip_and_cross_format(tmp_path):
 def test_cli_convert_and_synth(tmp_path, capsys):
     from vlm_train.data.cli import main
 
-    assert main(["synth", "--out", str(tmp_path / "s"), "--n", "4", "--seed", "2", "--format", "ovis", "--kind", "toolqa"]) == 0
+    assert (
+        main(["synth", "--out", str(tmp_path / "s"), "--n", "4", "--seed", "2", "--format", "ovis", "--kind", "toolqa"])
+        == 0
+    )
     src = tmp_path / "s" / "data_ovis.jsonl"
     assert len(_lines(src)) == 4
     out = tmp_path / "s" / "qa.jsonl"

@@ -9,12 +9,20 @@ path (a cache), so a dataset asking many questions about one image pays for one 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_train.data import coords
-from vlm_train.data.errors import BAD_BOX, BAD_FIELD, BAD_ROLE, NO_ASSISTANT, PLACEHOLDER_MISMATCH, SampleProblem
+from vlm_train.data.errors import (
+    BAD_BOX,
+    BAD_FIELD,
+    BAD_ROLE,
+    NO_ASSISTANT,
+    PLACEHOLDER_MISMATCH,
+    TOO_LONG,
+    SampleProblem,
+)
 from vlm_train.data.media import MediaError, image_size, load_image, resolve_path
 from vlm_train.data.sample import ROLES, Box, Sample
 
@@ -32,12 +40,17 @@ class Validator:
         max_pixels: decompression-bomb cap (pixels claimed by an image header).
         decode: fully decode each image once (catches truncated files); False reads headers only.
         require_assistant: a training sample needs an assistant turn; prompt-only sets do not.
+        length_fn: token length of a (validated) sample; with ``max_length`` longer samples
+            are ``too_long`` problems.
+        max_length: longest sample accepted when ``length_fn`` is set.
     """
 
     roots: Sequence[str | os.PathLike] = ()
     max_pixels: int = 64_000_000
     decode: bool = True
     require_assistant: bool = True
+    length_fn: Callable[[Sample], int] | None = None
+    max_length: int | None = None
     _images: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[int, int]] | MediaError] = field(default_factory=dict)
     _videos: dict[tuple[str, tuple[str, ...]], str | MediaError] = field(default_factory=dict)
 
@@ -119,6 +132,10 @@ class Validator:
                         BAD_FIELD, f"{what} {t.phrase!r} refers to image {t.image_index}, sample has {len(sizes)}"
                     )
                 _check_box(t.box, sizes[t.image_index], f"{what} {t.phrase!r}")
+        if self.length_fn is not None and self.max_length is not None:
+            n = self.length_fn(sample)
+            if n > self.max_length:
+                raise SampleProblem(TOO_LONG, f"{n} tokens, over max_length {self.max_length}")
 
     def _structure(self, sample: Sample) -> None:
         if not sample.messages:

@@ -104,7 +104,12 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
                 parts.append(Part(c["type"], media=take(c["type"])))
         if role == "tool":
             # The data answers the call itself: its response replaces the crop made from the call.
-            if len(messages) >= 2 and messages[-2].role == "tool" and messages[-1].role == "assistant" and not messages[-1].text():
+            if (
+                len(messages) >= 2
+                and messages[-2].role == "tool"
+                and messages[-1].role == "assistant"
+                and not messages[-1].text()
+            ):
                 del messages[-2:]
             parts = [
                 Part("tool_response", media=p.media) if p.type == "image" else Part("tool_response", text=p.text)
