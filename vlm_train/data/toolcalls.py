@@ -185,7 +185,7 @@ def split_tool_calls(
         return [Message("assistant", [Part("text", text=text)])]
     if source_image is None:
         raise SampleProblem(BAD_BOX, "a crop tool call needs an image, but the sample has none")
-    make = crop_response or (lambda src, box: Part("tool_response", source=src, box=box))
+    make = crop_response or (lambda src, box: Part("tool_response", source=src, box=box))  # tools.crop.crop_response
     out: list[Message] = []
     pos = 0
     for c in calls:
