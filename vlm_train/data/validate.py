@@ -56,7 +56,7 @@ class Validator:
 
     def _roots_for(self, sample: Sample) -> tuple[str, ...]:
         own = sample.meta.get("image_root")
-        return tuple(([str(own)] if own else []) + [str(r) for r in self.roots])
+        return tuple(dict.fromkeys(([str(own)] if own else []) + [str(r) for r in self.roots]))
 
     def image(self, path: str, roots: tuple[str, ...]) -> tuple[str, tuple[int, int]]:
         """(absolute real path, (w, h)) of an image; SampleProblem when unusable."""
