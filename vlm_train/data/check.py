@@ -196,7 +196,9 @@ def run_check(a: argparse.Namespace) -> int:
         tmp_synth = work_dir = tempfile.mkdtemp(prefix="vlm_train_check_data_")
     tmp_model = None
     # Every problem is in the report; the loader's per-sample warnings would repeat them.
-    logging.getLogger("vlm_train.data.load").setLevel(logging.ERROR)
+    load_log = logging.getLogger("vlm_train.data.load")
+    old_level = load_log.level
+    load_log.setLevel(logging.ERROR)
     try:
         try:
             result = load_dataset(collect_all, a.split, work_dir=work_dir)
@@ -218,6 +220,7 @@ def run_check(a: argparse.Namespace) -> int:
         print(text)
         return 1 if text.splitlines()[-1].startswith("result: FAIL") else 0
     finally:
+        load_log.setLevel(old_level)
         for t in (tmp_synth, tmp_model):
             if t:
                 shutil.rmtree(t, ignore_errors=True)
