@@ -214,3 +214,10 @@ def test_all_bad_lines_together_do_not_stop_skip(tmp_path, root):
     assert [s.id for s in r.samples] == ["good"]
     assert [e.kind for e in r.errors] == [k for _, _, k, _ in CASES]
     assert [e.line for e in r.errors] == list(range(2, 2 + len(CASES)))
+
+
+def test_header_only_misses_truncation_but_not_bombs(tmp_path, root):
+    p = _write(tmp_path, [_conv("truncated.png"), _conv("huge.png")])
+    r = load_dataset(_cfg(p, root), decode=False)
+    assert [s.id for s in r.samples] == ["good", "x"]  # the truncated file passes a header check
+    assert [e.kind for e in r.errors] == [E.TOO_LARGE]

@@ -58,3 +58,22 @@ def test_symlink_inside_root_is_fine(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
     (tmp_path / "alias.png").symlink_to(tmp_path / "x.png")
     assert load_image("alias.png", [tmp_path]).size == (4, 4)
+
+
+def test_sample_images_include_crops_from_the_original(tmp_path):
+    import numpy as np
+
+    from vlm_train.data.media import load_sample_images
+    from vlm_train.data.synthetic import generate
+
+    s = generate(tmp_path, 3, seed=1, kind="toolqa", image_size=128)[0]
+    parts = s.image_parts()
+    assert [p.type for p in parts] == ["image", "tool_response"]
+    full, crop = load_sample_images(s, [tmp_path])
+    b = s.targets[0].box
+    assert crop.size == (int(b.width), int(b.height))
+    assert np.array_equal(np.asarray(crop), np.asarray(full)[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)])
+    # the pixel bound applies to each returned image, after cropping from the full original
+    small_full, small_crop = load_sample_images(s, [tmp_path], resize_max_pixels=32 * 32)
+    assert small_full.size == (32, 32) and small_crop.size == crop.size
+    assert s.media("image") == [s.messages[0].content[0].media]  # unchanged older helper

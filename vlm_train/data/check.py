@@ -201,7 +201,7 @@ def run_check(a: argparse.Namespace) -> int:
     load_log.setLevel(logging.ERROR)
     try:
         try:
-            result = load_dataset(collect_all, a.split, work_dir=work_dir)
+            result = load_dataset(collect_all, a.split, work_dir=work_dir, decode=not a.header_only)
         except DataError as e:
             if not e.issues:
                 print(f"vlm-train data check: {e}", file=sys.stderr)

@@ -54,6 +54,11 @@ def _build() -> argparse.ArgumentParser:
     k.add_argument("--max-error-fraction", type=float, default=None)
     k.add_argument("--work-dir", default=None, help="where synthetic data of a config is generated")
     k.add_argument("--no-tokens", action="store_true", help="skip token-length statistics")
+    k.add_argument(
+        "--header-only",
+        action="store_true",
+        help="read image headers only (no full decode): faster, misses truncated files",
+    )
 
     f = sub.add_parser("frames", help="write uniformly sampled video frames as PNG")
     f.add_argument("video")

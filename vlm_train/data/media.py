@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from vlm_train.data.errors import CORRUPT_MEDIA, MISSING_MEDIA, OUTSIDE_ROOT, TOO_LARGE
+from vlm_train.data.sample import Sample
 
 # EXIF orientations that swap width and height (transpose / rotate 90 / transverse / rotate 270).
 _SWAPS_AXES = {5, 6, 7, 8}
@@ -125,7 +126,42 @@ def load_image(
             raise
         except Exception as e:  # truncated data, bad chunks, unsupported modes
             raise MediaError(f"{path}: cannot decode image ({type(e).__name__}: {e})", CORRUPT_MEDIA) from None
-    if resize_max_pixels is not None and out.width * out.height > resize_max_pixels:
-        scale = (resize_max_pixels / (out.width * out.height)) ** 0.5
-        out = out.resize((max(1, int(out.width * scale)), max(1, int(out.height * scale))), Image.Resampling.BICUBIC)
+    return bound_pixels(out, resize_max_pixels)
+
+
+def bound_pixels(im: Image.Image, max_pixels: int | None) -> Image.Image:
+    """``im`` downscaled (aspect kept, bicubic) to at most ``max_pixels`` pixels; None: as is."""
+    if max_pixels is None or im.width * im.height <= max_pixels:
+        return im
+    scale = (max_pixels / (im.width * im.height)) ** 0.5
+    return im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.BICUBIC)
+
+
+def load_sample_images(
+    sample: Sample,
+    roots: Sequence[str | os.PathLike],
+    max_pixels: int = 64_000_000,
+    resize_max_pixels: int | None = None,
+    min_crop_size: int = 4,
+) -> list[Image.Image]:
+    """The images of ``sample`` in ``Sample.image_parts`` order, crops included.
+
+    A tool response with ``source`` + ``box`` is cropped from the full-resolution original
+    (before any ``resize_max_pixels`` bound), so a crop keeps the detail it was asked for.
+    """
+    from vlm_train.tools.crop import crop
+
+    cache: dict[str, Image.Image] = {}
+
+    def original(path: str) -> Image.Image:
+        if path not in cache:
+            cache[path] = load_image(path, roots, max_pixels)
+        return cache[path]
+
+    out = []
+    for p in sample.image_parts():
+        if p.type == "tool_response" and p.source and p.box is not None:
+            out.append(bound_pixels(crop(original(p.source), p.box, min_crop_size), resize_max_pixels))
+        else:
+            out.append(bound_pixels(original(p.media or ""), resize_max_pixels))
     return out
