@@ -48,11 +48,11 @@ def test_json_calls_in_family_coordinates():
 
 
 def test_several_calls_and_nested_forms():
-    text = "a {Crop x [1, 2, 3, 4]} b <tool_call>{Crop y [5, 6, 7, 8]}</tool_call> c"
+    text = "a {Crop x [1, 2, 3, 4]} b <tool_call>{Crop y [5, 6, 7, 8]}</tool_call> c {Crop[0, 0, 2, 2]}"
     calls = find_tool_calls(text)
-    assert [(c.label, c.values) for c in calls] == [("x", [1, 2, 3, 4]), ("y", [5, 6, 7, 8])]
+    assert [(c.label, c.values) for c in calls] == [("x", [1, 2, 3, 4]), ("y", [5, 6, 7, 8]), ("", [0, 0, 2, 2])]
     msgs = split_tool_calls(text, "i")
-    assert [m.role for m in msgs] == ["assistant", "tool", "assistant", "tool", "assistant"]
+    assert [m.role for m in msgs] == ["assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]
     assert join_tool_calls(msgs) == text
 
 
@@ -64,6 +64,8 @@ def test_no_call_and_bad_calls():
         ("{Crop a [1, 2, 3]}", "4 numbers"),
         ("<tool_call>zoom in please</tool_call>", "cannot parse tool call"),
         ('<tool_call>{"name": "crop", "arguments": {}}</tool_call>', "no bbox_2d"),
+        ("{Crop a [1, 2, 3, 4]", "malformed tool call at character 0"),
+        ("text <tool_call>[1, 2, 3, 4]", "malformed tool call at character 5"),
     ]:
         with pytest.raises(SampleProblem, match=msg) as ei:
             split_tool_calls(bad, "i")

@@ -30,9 +30,10 @@ from vlm_train.data.sample import Box, Message, Part
 CoordSystem = Literal["pixels", "1000", "unit"]
 
 _NUMS = r"\[(?P<nums>[^\[\]]*)\]"
-_CROP_BRACE = re.compile(r"\{\s*Crop\s+(?P<label>[^\[\]{}]*?)\s*" + _NUMS + r"\s*\}")
+_CROP_BRACE = re.compile(r"\{\s*Crop\b\s*(?P<label>[^\[\]{}]*?)\s*" + _NUMS + r"\s*\}")
 _TOOL_CALL = re.compile(r"<tool_call>\s*(?P<body>.*?)\s*</tool_call>", re.S)
 _BODY_PLAIN = re.compile(r"^\{?\s*(?:Crop\b\s*(?P<label>[^\[\]{}]*?)\s*)?" + _NUMS + r"\s*\}?$", re.S)
+_OPENER = re.compile(r"\{\s*Crop\b|<tool_call>")
 # A bare JSON call outside <tool_call>: an object naming the crop tool.
 _JSON_START = re.compile(r'\{\s*"name"\s*:\s*"crop"', re.I)
 
@@ -145,6 +146,12 @@ def find_tool_calls(text: str, json_coords: CoordSystem = "pixels") -> list[Pars
         if out and c.start < out[-1].end:
             continue
         out.append(c)
+    # A call opener no parsed call covers is a broken call: silently training on it as text
+    # would teach the model a call syntax that never runs.
+    for m in _OPENER.finditer(text):
+        if not any(c.start <= m.start() < c.end for c in out):
+            snippet = text[m.start() : m.start() + 60]
+            raise SampleProblem(BAD_BOX, f"malformed tool call at character {m.start()}: {snippet!r}")
     return out
 
 
