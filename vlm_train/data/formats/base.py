@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class ReadOptions:
     box_text: Callable[[Box, int, int], str] = coords.internvl_box_text
     prompt: Callable[[str], str] = coords.internvl_grounding_prompt
     json_coords: CoordSystem = "pixels"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def root_for(self, path: str | Path) -> str:
         return str(Path(self.image_root or Path(path).parent).resolve())

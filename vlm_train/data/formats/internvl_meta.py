@@ -9,6 +9,7 @@ never multiplies samples.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
             yield DataIssue(BAD_FIELD, f"{name}.annotation: file not found: {ann_path}", source, 1)
             continue
         root_path = Path(root) if Path(root).is_absolute() else base / root
-        sub = ReadOptions(str(root_path), opts.box_text, opts.prompt, opts.json_coords, opts.extra)
+        sub = dataclasses.replace(opts, image_root=str(root_path))
         for item in conversations.read(ann_path, sub):
             if isinstance(item, Sample):
                 item.meta["dataset"] = name
