@@ -320,3 +320,46 @@ def test_prefetch_keeps_file_order(tmp_path):
     four = load_dataset(cfg, workers=4)
     assert [e.line for e in one.errors] == [e.line for e in four.errors] == [1, 4, 7, 10]
     assert [s.id for s in one.samples] == [s.id for s in four.samples]
+
+
+def test_trl_parquet_with_embedded_images(tmp_path):
+    """HF datasets exports: Parquet rows whose images are {"bytes", "path"} structs."""
+    import io
+
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Image as HFImage
+    from PIL import Image
+
+    from vlm_train.config import DataConfig, SourceConfig
+    from vlm_train.data.load import load_dataset
+
+    def png(colour) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (12, 10), colour).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "text": None}, {"type": "text", "text": f"Colour {i}?"}],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": c}]},
+            ],
+            "images": [{"bytes": png(c), "path": None}],
+        }
+        for i, c in enumerate(["red", "blue", "red"])
+    ]
+    item = {"type": Value("string"), "text": Value("string")}
+    features = Features({"messages": [{"role": Value("string"), "content": [item]}], "images": Sequence(HFImage())})
+    path = tmp_path / "train.parquet"
+    Dataset.from_list(rows, features=features).to_parquet(str(path))
+    assert detect_format(path) == "trl"
+    r = load_dataset(DataConfig(train=[SourceConfig(str(path))]))
+    assert [s.meta["line"] for s in r.samples] == [1, 2, 3]
+    media = [s.messages[0].content[0].media for s in r.samples]
+    assert media[0] == media[2] != media[1]  # same bytes, one file
+    assert Image.open(media[1]).getpixel((0, 0)) == (0, 0, 255)
+    assert r.samples[0].image_sizes == [(12, 10)]
+    assert sorted(p.name for p in (tmp_path / "train.images").iterdir()) == sorted({Path(m).name for m in media})

@@ -211,7 +211,7 @@ def load_dataset(
 
 def _read_source(path: str, fmt: str, opts: ReadOptions):
     if not Path(path).is_file():
-        yield DataIssue(BAD_FIELD, "data file not found", str(path))
+        yield DataIssue(BAD_FIELD, "not a data file" if Path(path).exists() else "data file not found", str(path))
         return
     yield from formats.read(path, fmt, opts)
 

@@ -17,7 +17,7 @@ from typing import Any
 from vlm_train.data.errors import BAD_FIELD, DataIssue
 from vlm_train.data.formats import conversations
 from vlm_train.data.formats.base import ReadOptions
-from vlm_train.data.formats.jsonio import read_json_any, write_json
+from vlm_train.data.formats.jsonio import read_records, write_json
 from vlm_train.data.sample import Sample
 
 
@@ -29,7 +29,7 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
     opts = opts or ReadOptions()
     source = str(path)
     base = Path(path).parent
-    records = list(read_json_any(path))
+    records = list(read_records(path))
     if len(records) != 1 or isinstance(records[0], DataIssue):
         yield from (r for r in records if isinstance(r, DataIssue))
         if len(records) != 1:
