@@ -129,7 +129,7 @@ def log_to_tensorboard(result: EvalResult, logdir: Path, tag: str, step: int, im
     for p in result.predictions[:n_images]:
         if not p["image"]:
             continue
-        im = draw_boxes(load_image(p["image"], image_roots or ["/"]), p["target"], p["pred"])
+        im = draw_boxes(load_image(p["image"], image_roots), p["target"], p["pred"])
         # Upscale small synthetic images so the boxes are visible.
         scale = max(1, 256 // max(im.size))
         im = im.resize((im.width * scale, im.height * scale), 0)

@@ -90,7 +90,7 @@ class CropToolRollout:
         ps = prompt_sample(sample)
         ids, mm = split_batch(self.builder([ps], for_generation=True))
         first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
-        original = load_image(first, self.image_roots or ["/"])
+        original = load_image(first, self.image_roots)
         return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
 
     def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:
