@@ -94,3 +94,9 @@ def test_secrets_are_redacted():
 
     out = redact({"grpo": {"hub_token": "abc", "x": 1}, "env": {"WANDB_API_KEY": "k"}})
     assert out["grpo"]["hub_token"] == "***" and out["env"]["WANDB_API_KEY"] == "***" and out["grpo"]["x"] == 1
+
+
+def test_exponent_floats_without_dot(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = load_config(BASE, ["sft.learning_rate=1e-4", "sft.weight_decay=5E-2"])
+    assert cfg.sft["learning_rate"] == 1e-4 and cfg.sft["weight_decay"] == 0.05

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from vlm_train.config_base import ConfigError, apply_override, from_dict, to_dict
+from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
 
@@ -287,7 +287,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
     if not p.is_file():
         raise ConfigError("<file>", f"config file not found: {file}")
     try:
-        tree = yaml.safe_load(p.read_text()) or {}
+        tree = load_yaml(p.read_text()) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
