@@ -105,3 +105,13 @@ class Ovis2_5_Config(PreTrainedConfig):
     def get_text_config(self, *args, **kwargs) -> PreTrainedConfig:
         """Generation and TRL read text settings (eos, vocab, cache) from the LLM config."""
         return self.llm_config
+
+
+def _register() -> None:
+    from transformers import AutoConfig
+
+    AutoConfig.register(Siglip2NavitConfig.model_type, Siglip2NavitConfig, exist_ok=True)
+    AutoConfig.register(Ovis2_5_Config.model_type, Ovis2_5_Config, exist_ok=True)
+
+
+_register()

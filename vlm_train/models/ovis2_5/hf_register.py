@@ -1,90 +1,65 @@
-"""Registration of Ovis2.5 with transformers' Auto classes, eager or deferred.
+"""Registration of Ovis2.5 with transformers' Auto classes, without slowing ``import vlm_train``.
 
-``import vlm_train`` must stay cheap (no torch, no transformers), yet
-``AutoConfig.from_pretrained`` / ``AutoModelForCausalLM.from_pretrained`` on an Ovis2.5
-directory must work in any process that imported vlm_train. ``install()`` therefore registers
-right away when transformers' auto modules are already loaded, and otherwise adds a tiny
-import hook that registers as soon as they are: the config when
-``transformers.models.auto.configuration_auto`` finishes loading, the model class when
-``transformers.models.auto.modeling_auto`` does.
+``config.py`` registers the config classes with ``AutoConfig`` and ``modeling.py`` registers
+the model with ``AutoModelForCausalLM`` when they are imported. ``install()`` (called by
+``vlm_train/__init__.py``) makes sure that happens in any process that imported vlm_train:
+it imports them right away when transformers' auto modules are already loaded, and
+otherwise adds an import hook that imports them right after
+``transformers.models.auto.configuration_auto`` / ``modeling_auto`` finish loading. So
+``AutoModelForCausalLM.from_pretrained(ovis_dir)`` works with no remote code, while
+``import vlm_train`` itself imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
 
-_CONFIG_MODULE = "transformers.models.auto.configuration_auto"
-_MODEL_MODULE = "transformers.models.auto.modeling_auto"
-_done: set[str] = set()
+_TARGETS = {
+    "transformers.models.auto.configuration_auto": "vlm_train.models.ovis2_5.config",
+    "transformers.models.auto.modeling_auto": "vlm_train.models.ovis2_5.modeling",
+}
 
 
-def register_config() -> None:
-    if "config" in _done:
+def _import_ours(name: str) -> None:
+    mod = sys.modules.get(name)
+    if mod is not None and getattr(getattr(mod, "__spec__", None), "_initializing", False):
+        # Our module is mid-import (it imported transformers); it registers itself at its end.
         return
-    from transformers import AutoConfig
-
-    from vlm_train.models.ovis2_5.config import Ovis2_5_Config, Siglip2NavitConfig
-
-    AutoConfig.register("siglip2_navit", Siglip2NavitConfig, exist_ok=True)
-    AutoConfig.register("ovis2_5", Ovis2_5_Config, exist_ok=True)
-    _done.add("config")
-
-
-def register_model() -> None:
-    if "model" in _done:
-        return
-    register_config()
-    from transformers import AutoModelForCausalLM
-
-    from vlm_train.models.ovis2_5.config import Ovis2_5_Config
-    from vlm_train.models.ovis2_5.modeling import Ovis2_5
-
-    AutoModelForCausalLM.register(Ovis2_5_Config, Ovis2_5, exist_ok=True)
-    _done.add("model")
-
-
-def register() -> None:
-    """Register config and model now (imports torch and transformers)."""
-    register_model()
+    importlib.import_module(name)
 
 
 class _Loader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader, after):
+    def __init__(self, inner: importlib.abc.Loader, ours: str):
         self.inner = inner
-        self.after = after
+        self.ours = ours
 
     def create_module(self, spec):
         return self.inner.create_module(spec)
 
     def exec_module(self, module):
         self.inner.exec_module(module)
-        self.after()
+        _import_ours(self.ours)
 
 
 class _Hook(importlib.abc.MetaPathFinder):
-    """Wraps the loader of the two auto modules so registration runs right after them."""
-
-    targets = {_CONFIG_MODULE: register_config, _MODEL_MODULE: register_model}
-
     def find_spec(self, fullname, path, target=None):
-        after = self.targets.get(fullname)
-        if after is None:
+        ours = _TARGETS.get(fullname)
+        if ours is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _Loader(spec.loader, after)
+        spec.loader = _Loader(spec.loader, ours)
         return spec
 
 
 def install() -> None:
-    """Register now if transformers' auto modules are loaded, else when they load."""
-    if _MODEL_MODULE in sys.modules:
-        register_model()
-        return
-    if _CONFIG_MODULE in sys.modules:
-        register_config()
-    if not any(isinstance(f, _Hook) for f in sys.meta_path):
+    """Register now where transformers' auto modules are loaded, else right after they load."""
+    for auto_module, ours in _TARGETS.items():
+        if auto_module in sys.modules:
+            _import_ours(ours)
+    if not all(m in sys.modules for m in _TARGETS) and not any(isinstance(f, _Hook) for f in sys.meta_path):
         sys.meta_path.insert(0, _Hook())

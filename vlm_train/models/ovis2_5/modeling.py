@@ -11,6 +11,8 @@ V = visual vocabulary.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -205,9 +207,23 @@ class Ovis2_5(Ovis2_5PreTrainedModel, GenerationMixin):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         embeds = self.merge_inputs(input_ids, pixel_values, grid_thws)
-        kwargs.setdefault("generation_config", self.generation_config)
-        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        # The checkpoint's generation config (eos, pad) is the wrapper's; the inner LLM's default
+        # one would not know them. Keyword settings override it, as in transformers.
+        gen_config = copy.deepcopy(kwargs.pop("generation_config", None) or self.generation_config)
+        rest = gen_config.update(**kwargs)
+        out = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, generation_config=gen_config, **rest
+        )
         if isinstance(out, torch.Tensor):
             return torch.cat([input_ids, out.to(input_ids.device)], dim=1)
         out.sequences = torch.cat([input_ids, out.sequences.to(input_ids.device)], dim=1)
         return out
+
+
+def _register() -> None:
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.register(Ovis2_5_Config, Ovis2_5, exist_ok=True)
+
+
+_register()
