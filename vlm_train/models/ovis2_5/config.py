@@ -108,10 +108,18 @@ class Ovis2_5_Config(PreTrainedConfig):
 
 
 def _register() -> None:
+    import importlib
+    import sys
+
     from transformers import AutoConfig
 
     AutoConfig.register(Siglip2NavitConfig.model_type, Siglip2NavitConfig, exist_ok=True)
     AutoConfig.register(Ovis2_5_Config.model_type, Ovis2_5_Config, exist_ok=True)
+    # A process that can read an Ovis2.5 config must also be able to build the model through
+    # AutoModelForCausalLM; modeling.py registers it (skipped when modeling is importing us).
+    modeling = sys.modules.get("vlm_train.models.ovis2_5.modeling")
+    if modeling is None:
+        importlib.import_module("vlm_train.models.ovis2_5.modeling")
 
 
 _register()
