@@ -69,9 +69,10 @@ class Siglip2NavitEmbeddings(nn.Module):
         self.side = config.image_size // config.patch_size
         self.position_embedding = nn.Embedding(self.side**2, config.hidden_size)
 
-    def position_table(self, h: int, w: int) -> torch.Tensor:
+    def position_table(self, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
         """[h * w, C] absolute embeddings for an (h, w) patch grid, in merge order."""
-        table = self.position_embedding.weight
+        # Read through the module's forward (not .weight) so ZeRO-3 gathers the partitioned table.
+        table = self.position_embedding(torch.arange(self.side**2, device=device))
         a_h = _bicubic_matrix(self.side, h).to(table.device)
         a_w = _bicubic_matrix(self.side, w).to(table.device)
         grid = table.float().view(self.side, self.side, -1)
@@ -85,7 +86,7 @@ class Siglip2NavitEmbeddings(nn.Module):
         patches = pixel_values_NP.to(weight.dtype).view(-1, cfg.num_channels, cfg.patch_size, cfg.patch_size)
         x_NC = self.patch_embedding(patches).flatten(1)
         if cfg.preserve_original_pe:
-            pos = [self.position_table(int(h), int(w)).repeat(int(t), 1) for t, h, w in grid_thws.tolist()]
+            pos = [self.position_table(h, w, x_NC.device).repeat(t, 1) for t, h, w in grid_thws.tolist()]
             x_NC = x_NC + torch.cat(pos, dim=0)
         return x_NC
 
