@@ -19,7 +19,7 @@ def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespa
     ap.add_argument("config", help="YAML job config")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.max_steps=10 run.name=try2")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and Ray resources, then exit")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)
@@ -27,6 +27,11 @@ def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespa
 
         plan = describe(cfg)  # pool lookups and capacity checks happen here, before Ray
     except ConfigError as e:
+        if e.file is None or e.key.startswith("cluster."):
+            # Pool errors are about the job's cluster.* keys: name the job's file, and the
+            # pool file when that is where the problem is.
+            pool_file = f" (pool spec {e.file})" if e.file and str(e.file) != args.config else ""
+            e = ConfigError(e.key, e.reason + pool_file, args.config)
         print(str(e), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     if args.dry_run:

@@ -57,10 +57,13 @@ def connect_ray(cfg: JobConfig, p: Placement) -> None:
 
     if ray.is_initialized():
         return
-    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     env = {"env_vars": dict(WORKER_ENV)}
-    if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+    if cfg.cluster.address:
+        ray.init(address=cfg.cluster.address, runtime_env=env, log_to_driver=True)
+    elif os.environ.get("RAY_ADDRESS"):
+        # Inside `ray job submit`: the job's own runtime_env (working_dir, env_vars) applies;
+        # worker env vars come through the trainer's worker_runtime_env.
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
         # The embedded default: a local Ray with this pool's CPUs, no dashboard needed.
         ray.init(num_cpus=p.pool.cpus_per_node, include_dashboard=False, runtime_env=env, log_to_driver=True)

@@ -38,13 +38,24 @@ def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage:
 
 
 def merge_adapter(cfg: JobConfig, family: Any, adapter_dir, out_dir):
-    """Load the base model on CPU, apply the adapter, merge, save safetensors."""
+    """Load the base model on CPU, apply the adapter, merge, save safetensors.
+
+    Runs on rank 0 alone, so the ZeRO-3 context the trainer registered must be off while
+    loading: otherwise from_pretrained would partition the base model with collectives the
+    other ranks never join (a deadlock).
+    """
     from peft import PeftModel
+    from transformers.integrations import deepspeed as hf_ds
 
     from vlm_train.models.common import resolve_dtype
 
     base_cfg = cfg.model
-    model, processor = family.load(base_cfg, dtype=resolve_dtype(base_cfg.dtype))
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        model, processor = family.load(base_cfg, dtype=resolve_dtype(base_cfg.dtype))
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     processor.save_pretrained(str(out_dir))

@@ -44,6 +44,15 @@ def build_args(cfg: JobConfig, info: setup.WorkerInfo):
     return SFTConfig(**kw)
 
 
+def record_start(cfg: JobConfig, info: setup.WorkerInfo, stage: str, step: int) -> None:
+    """Append where each attempt (first run, restart, resubmission) started: the resume record."""
+    if info.is_main:
+        path = cfg.run_dir / "stages" / f"{stage}.resumes.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps({"start_step": step}) + "\n")
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
     import ray.train
@@ -77,14 +86,15 @@ def train_loop(config: dict[str, Any]) -> None:
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
 
     ckpt = ray.train.get_checkpoint()
-    start_step = 0
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = json.loads((Path(d) / "trainer_state.json").read_text())
-            start_step = int(state["global_step"])
+            start_step = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
             log.info("resuming SFT from checkpoint at step %d", start_step)
+            record_start(cfg, info, "sft", start_step)
             result = trainer.train(resume_from_checkpoint=d)
     else:
+        start_step = 0
+        record_start(cfg, info, "sft", 0)
         result = trainer.train()
 
     # A run stopped early (preemption aid) leaves no final model: it is not finished.
