@@ -218,3 +218,21 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_dir, processor):
         model(**batch).loss.backward()
         grads.append(model.visual_tokenizer.vit.vision_model.encoder.layers[0].self_attn.q_proj.weight.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_trl_fused_loss_matches_forward_loss(tiny_dir, processor):
+    from trl.trainer.utils import add_fused_lm_head
+
+    from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
+
+    model = Ovis2_5.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    batch = Ovis2_5Inputs(processor)(
+        [_sample(1, True), _sample(4, True)], images=[[noise_image(64, 64)], [noise_image(48, 64)]]
+    )
+    with torch.no_grad():
+        ref = model(**batch).loss
+        hidden = model.base_model(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
+        assert hidden.shape == (*batch["input_ids"].shape, model.config.hidden_size)
+        add_fused_lm_head(model, outputs=("log_probs",))
+        fused = model(**batch, fused_lm_head=True).loss
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-5)

@@ -61,6 +61,38 @@ class VisualEmbedding(nn.Embedding):
         return x.to(self.weight.dtype) @ self.weight
 
 
+class Ovis2_5Backbone:
+    """Callable backbone of an ``Ovis2_5`` (merge + Qwen3 decoder, no LM head).
+
+    Not an ``nn.Module``: it owns no parameters and is not registered as a submodule, so the
+    checkpoint keys stay the official ones. It only exists for callers that split backbone
+    and head (TRL's fused log-prob loss).
+    """
+
+    _tp_plan = None
+    _pp_plan = None
+
+    def __init__(self, model: Ovis2_5):
+        self.model = model
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        grid_thws: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        embeds, position_ids = self.model._prepare(
+            input_ids, attention_mask, pixel_values, grid_thws, inputs_embeds, position_ids
+        )
+        return self.model.llm.model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
+
+
 class Ovis2_5PreTrainedModel(PreTrainedModel):
     config_class = Ovis2_5_Config
     base_model_prefix = ""
@@ -150,6 +182,24 @@ class Ovis2_5(Ovis2_5PreTrainedModel, GenerationMixin):
         return embeds_BLE
 
     # ---- forward / generate -------------------------------------------------------------
+    def _prepare(self, input_ids, attention_mask, pixel_values, grid_thws, inputs_embeds, position_ids):
+        """Merged embeddings and, when not given, positions counting real tokens only (so a
+        left-padded row sees the positions of the unpadded one, as in generate)."""
+        if inputs_embeds is None:
+            inputs_embeds = self.merge_inputs(input_ids, pixel_values, grid_thws)
+        if position_ids is None and attention_mask is not None and attention_mask.shape[1] == inputs_embeds.shape[1]:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return inputs_embeds, position_ids
+
+    @property
+    def base_model(self) -> Ovis2_5Backbone:
+        """The backbone view: same inputs as ``forward``, returns the LLM's last hidden states.
+
+        TRL's fused loss (SFT and GRPO) calls ``model.base_model(**batch).last_hidden_state``
+        and applies ``get_output_embeddings()`` itself.
+        """
+        return Ovis2_5Backbone(self)
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -171,14 +221,11 @@ class Ovis2_5(Ovis2_5PreTrainedModel, GenerationMixin):
             labels: [B, L] with -100 where not learned.
             **kwargs: passed to Qwen3ForCausalLM (cache, logits_to_keep, num_items_in_batch, ...).
         """
-        if inputs_embeds is None:
-            inputs_embeds = self.merge_inputs(input_ids, pixel_values, grid_thws)
+        inputs_embeds, position_ids = self._prepare(
+            input_ids, attention_mask, pixel_values, grid_thws, inputs_embeds, position_ids
+        )
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(input_ids < 0, IGNORE_INDEX)
-        if position_ids is None and attention_mask is not None and attention_mask.shape[1] == inputs_embeds.shape[1]:
-            # Positions count real tokens only, so a left-padded row sees the same positions as
-            # the unpadded one (generate does the same).
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.llm(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
