@@ -7,7 +7,7 @@ import torch
 
 from tests.models.ovis2_5.conftest import noise_image
 from vlm_train.data.media import MediaError
-from vlm_train.data.sample import Message, Part, Sample, image, text
+from vlm_train.data.sample import Box, Message, Part, Sample, image, text
 from vlm_train.models.ovis2_5 import constants as C
 from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs, select_rows
 
@@ -125,5 +125,48 @@ def test_loads_media_from_image_roots_and_rejects_escapes(processor, tmp_path):
 
 def test_wrong_number_of_images_is_named(processor):
     s = Sample("n", [Message("user", [image("a"), text("?")])])
-    with pytest.raises(ValueError, match="sample n: 1 visual parts but 0 images"):
+    with pytest.raises(ValueError, match="sample n: 1 image parts but 0 images given"):
         Ovis2_5Inputs(processor)([s], images=[[]])
+
+
+def test_tool_response_crop_is_made_from_the_original(processor, tmp_path):
+    from PIL import Image
+
+    img = Image.new("RGB", (64, 64), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 32, 32))
+    img.save(tmp_path / "a.png")
+    s = Sample(
+        "crop",
+        [
+            Message("user", [image("a.png"), text("Zoom?")]),
+            Message("assistant", [Part("tool_call", tool="crop", box=Box(0, 0, 32, 32))]),
+            Message("tool", [Part("tool_response", source="a.png", box=Box(0, 0, 32, 32))]),
+            Message("assistant", [text("Red.")]),
+        ],
+    )
+    batch = Ovis2_5Inputs(processor, image_roots=[tmp_path])([s])
+    grids = batch["grid_thws"].tolist()
+    # Original (64 px) and crop (32 px) share one budget of max(min, max // 2) = 2048 pixels.
+    assert grids == [[1, 4, 4], [1, 4, 4]]
+    crop_rows = batch["pixel_values"][16:].view(-1, 3, 8, 8)
+    assert torch.allclose(crop_rows[:, 0], torch.ones(1)) and torch.allclose(crop_rows[:, 2], -torch.ones(1))
+    text_ = processor.tokenizer.decode([t for t in batch["input_ids"][0].tolist() if t >= 0])
+    assert '{"bbox_2d": [0.000, 0.000, 0.500, 0.500]}}</tool_call>' in text_, text_
+
+
+def test_video_file_is_read_with_num_frames(processor, tmp_path):
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    with av.open(str(tmp_path / "v.mp4"), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    s = Sample("v", [Message("user", [Part("video", media="v.mp4"), text("?")]), Message("assistant", [text("ok")])])
+    batch = Ovis2_5Inputs(processor, image_roots=[tmp_path], num_frames=6)([s])
+    assert batch["grid_thws"].tolist() == [[6, 6, 8]]

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from vlm_train.data.media import MediaError, load_image, resolve_path
+from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Box, Sample
 from vlm_train.models.ovis2_5 import constants as C
 from vlm_train.models.ovis2_5.grounding import box_to_floats
@@ -32,20 +31,6 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     visuals: list[VisualInputs]
-
-
-def load_video_frames(path: str, roots: Sequence[str | os.PathLike], num_frames: int) -> list[Image.Image]:
-    """``num_frames`` frames at the middle of uniform bins (the official sampling), via decord."""
-    real = resolve_path(path, roots)
-    try:
-        import decord
-
-        vr = decord.VideoReader(str(real))
-        n = len(vr)
-        idx = [min(n - 1, int((i + 0.5) * n / num_frames)) for i in range(num_frames)]
-        return [Image.fromarray(f) for f in vr.get_batch(idx).asnumpy()]
-    except Exception as e:  # decord raises its own error types for broken files
-        raise MediaError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
 
 
 class Ovis2_5Inputs:
@@ -84,20 +69,33 @@ class Ovis2_5Inputs:
     def _visual_parts(self, sample: Sample) -> list[Any]:
         return [p for m in sample.messages for p in m.content if is_visual(p)]
 
-    def _load(self, sample: Sample) -> list[Any]:
-        out: list[Any] = []
-        for part in self._visual_parts(sample):
-            if part.type == "video":
-                out.append(load_video_frames(part.media, self.image_roots, self.num_frames))
-            else:
-                out.append(load_image(part.media, self.image_roots, max_pixels=self.max_image_pixels))
-        return out
+    def _visuals(self, sample: Sample, images: Sequence[Any] | None) -> list[Any]:
+        """The sample's visuals in message order: PIL images (crops re-made from their
+        originals by the data layer) and, for videos, lists of frames.
+
+        ``images`` may list the image parts only (the InputBuilder contract; videos are then
+        read from their files) or every visual part with a video as a list of frames.
+        """
+        parts = self._visual_parts(sample)
+        n_videos = sum(1 for p in parts if p.type == "video")
+        if images is not None and len(images) == len(parts):
+            return list(images)
+        if images is None:
+            images = load_sample_images(sample, self.image_roots, max_pixels=self.max_image_pixels)
+        if len(images) != len(parts) - n_videos:
+            raise ValueError(
+                f"sample {sample.id}: {len(parts) - n_videos} image parts but {len(images)} images given"
+            )
+        from vlm_train.data.video import load_video
+
+        it = iter(images)
+        return [load_video(p.media, self.image_roots, self.num_frames)[0] if p.type == "video" else next(it) for p in parts]
 
     def encode(self, sample: Sample, visuals: Sequence[Any], for_generation: bool = False) -> Encoded:
         """Token ids, labels and patchified visuals of one sample (untruncated)."""
         parts = self._visual_parts(sample)
         if len(visuals) != len(parts):
-            raise ValueError(f"sample {sample.id}: {len(parts)} visual parts but {len(visuals)} images given")
+            raise ValueError(f"sample {sample.id}: {len(parts)} visual parts but {len(visuals)} visuals given")
         media = [p.media for p in parts]
         n_images = sum(1 for p in parts if p.type != "video")
         proc = self.processor
@@ -105,7 +103,8 @@ class Ovis2_5Inputs:
         max_pixels = max(proc.min_pixels, proc.max_pixels // n_images) if n_images > 1 else proc.max_pixels
 
         def box_floats(box: Box, ref: str | None) -> list[str]:
-            idx = media.index(ref) if ref in media else 0
+            # The box is in pixels of the named image, else of the sample's first image.
+            idx = media.index(ref) if ref is not None and ref in media else 0
             if not visuals:
                 raise ValueError(f"sample {sample.id}: tool-call box without an image to normalise it by")
             img = visuals[idx]
@@ -166,7 +165,7 @@ class Ovis2_5Inputs:
         samples = [as_sample(s) for s in samples]
         encs = []
         for i, s in enumerate(samples):
-            visuals = list(images[i]) if images is not None else self._load(s)
+            visuals = self._visuals(s, images[i] if images is not None else None)
             encs.append(self.truncate(self.encode(s, visuals, for_generation)))
         return self.collate(encs, for_generation)
 

@@ -71,7 +71,11 @@ def _strip_visual_tags(text: str) -> str:
 
 
 def is_visual(part: Part) -> bool:
-    return part.type in ("image", "video") or (part.type == "tool_response" and part.media is not None)
+    """Images, videos and image tool responses (a file, or a crop of ``source`` at ``box``),
+    as ``Sample.image_parts`` counts them plus videos."""
+    if part.type in ("image", "video"):
+        return True
+    return part.type == "tool_response" and bool(part.media or (part.source and part.box is not None))
 
 
 def tool_call_text(part: Part, box_floats: Callable[[Box, str | None], list[str]]) -> str:
