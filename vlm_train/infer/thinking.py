@@ -142,7 +142,7 @@ def generate_with_budget(
     width = max(lengths) if lengths else 0
     seq = torch.full((len(completions), width), pad_id, dtype=torch.long)
     fmask = torch.zeros((len(completions), width), dtype=torch.bool)
-    for i, (c, f) in enumerate(zip(completions, forced)):
+    for i, (c, f) in enumerate(zip(completions, forced, strict=True)):
         seq[i, : len(c)] = torch.tensor(c, dtype=torch.long)
         fmask[i, : len(f)] = torch.tensor(f, dtype=torch.bool)
     return BudgetOutput(seq, fmask, lengths, pending)

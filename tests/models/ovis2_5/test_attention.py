@@ -11,7 +11,7 @@ from vlm_train.models.ovis2_5.attention import block_diagonal_mask, packed_atten
 
 def _per_segment(q, k, v, lens):
     outs = []
-    for qs, ks, vs in zip(q.split(lens), k.split(lens), v.split(lens)):
+    for qs, ks, vs in zip(q.split(lens), k.split(lens), v.split(lens), strict=True):
         o = F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1))
         outs.append(o.transpose(0, 1))
     return torch.cat(outs)

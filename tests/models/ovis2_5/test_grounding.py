@@ -18,7 +18,7 @@ def test_roundtrip_within_rounding():
     box = Box(13.0, 200.5, 411.0, 333.3)
     back = text_to_boxes("<ref>dog</ref>" + box_to_text(box, 500, 400), 500, 400)
     assert len(back) == 1
-    for a, b, size in zip(back[0].as_list(), box.as_list(), (500, 400, 500, 400)):
+    for a, b, size in zip(back[0].as_list(), box.as_list(), (500, 400, 500, 400), strict=True):
         assert abs(a - b) <= 0.0005 * size + 1e-9
 
 

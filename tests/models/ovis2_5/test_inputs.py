@@ -67,7 +67,7 @@ def test_pixels_follow_atom_order_across_batch(processor):
     assert grids == [list(v.grid_thw) for vs in each for v in vs]
     expected = torch.cat([v.pixel_values for vs in each for v in vs])
     assert torch.equal(batch["pixel_values"], expected)
-    for t, h, w in grids[:2]:
+    for _t, h, w in grids[:2]:
         assert h * w * 64 <= max(processor.min_pixels, processor.max_pixels // 2)
     assert int((batch["input_ids"] == C.VISUAL_ATOM_ID).sum()) == sum(t * h * w // 4 for t, h, w in grids)
 

@@ -14,7 +14,7 @@ from vlm_train.models.ovis2_5.modeling import Ovis2_5
 def expected_keys(cfg: dict) -> dict[str, tuple[int, ...]]:
     """The official state_dict (specs A3), written out independently of the model code."""
     llm, vit = cfg["llm_config"], cfg["vit_config"]
-    H, I, D = llm["hidden_size"], llm["intermediate_size"], llm["head_dim"]
+    H, F, D = llm["hidden_size"], llm["intermediate_size"], llm["head_dim"]
     q, kv, V = llm["num_attention_heads"] * D, llm["num_key_value_heads"] * D, llm["vocab_size"]
     out = {"llm.model.embed_tokens.weight": (V, H), "llm.model.norm.weight": (H,)}
     for i in range(llm["num_hidden_layers"]):
@@ -23,7 +23,7 @@ def expected_keys(cfg: dict) -> dict[str, tuple[int, ...]]:
             p + "self_attn.q_proj.weight": (q, H), p + "self_attn.k_proj.weight": (kv, H),
             p + "self_attn.v_proj.weight": (kv, H), p + "self_attn.o_proj.weight": (H, q),
             p + "self_attn.q_norm.weight": (D,), p + "self_attn.k_norm.weight": (D,),
-            p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H), p + "mlp.down_proj.weight": (H, I),
+            p + "mlp.gate_proj.weight": (F, H), p + "mlp.up_proj.weight": (F, H), p + "mlp.down_proj.weight": (H, F),
             p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
         })
     if not llm["tie_word_embeddings"]:
@@ -119,10 +119,10 @@ def test_mixed_text_only_and_image_rows(tiny_model, processor):
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied_2b_style"])
 def test_save_and_auto_load_give_identical_logits(tmp_path, processor, tied):
-    import vlm_train  # noqa: F401  (registers Ovis2.5 with the Auto classes)
     from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    import vlm_train  # noqa: F401  (registers Ovis2.5 with the Auto classes)
     from vlm_train.models.ovis2_5 import FAMILY
     from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
 
@@ -146,8 +146,9 @@ def test_save_and_auto_load_give_identical_logits(tmp_path, processor, tied):
 def test_official_config_with_auto_map_loads_without_remote_code(tmp_path):
     import json
 
-    import vlm_train  # noqa: F401
     from transformers import AutoConfig
+
+    import vlm_train  # noqa: F401
 
     (tmp_path / "config.json").write_text(json.dumps(real_config("9b")))
     cfg = AutoConfig.from_pretrained(tmp_path, trust_remote_code=False)

@@ -26,7 +26,7 @@ def test_packed_sequence_equals_each_image_alone():
     with torch.no_grad():
         packed = vit(pixels, grids)
         parts = []
-        for chunk, g in zip(pixels.split(n), grids):
+        for chunk, g in zip(pixels.split(n), grids, strict=True):
             t, h, w = g.tolist()
             # A video's frames attend separately: running them one by one must agree too.
             frames = chunk.split(h * w)

@@ -144,7 +144,7 @@ class Ovis2_5Inputs:
         starts = np.flatnonzero((ids == C.IMAGE_START_ID) | (ids == C.VIDEO_START_ID))
         ends = np.flatnonzero((ids == C.IMAGE_END_ID) | (ids == C.VIDEO_END_ID))
         cut, keep = self.max_length, len(starts)
-        for i, (s, e) in enumerate(zip(starts, ends)):
+        for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
             if e >= self.max_length:
                 cut, keep = min(self.max_length, int(s)), i
                 break
