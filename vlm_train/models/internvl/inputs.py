@@ -73,7 +73,7 @@ class InternVLInputs:
 
     # ---- rendering ---------------------------------------------------------------------
     def _open(self, path: str) -> Image.Image:
-        return load_image(path, self.image_roots or ["/"], self.max_image_pixels)
+        return load_image(path, self.image_roots, self.max_image_pixels)
 
     def render(self, sample: Sample, images: Sequence[Image.Image] | None, for_generation: bool) -> Rendered:
         msgs = sample.messages
