@@ -170,3 +170,10 @@ def test_video_file_is_read_with_num_frames(processor, tmp_path):
     s = Sample("v", [Message("user", [Part("video", media="v.mp4"), text("?")]), Message("assistant", [text("ok")])])
     batch = Ovis2_5Inputs(processor, image_roots=[tmp_path], num_frames=6)([s])
     assert batch["grid_thws"].tolist() == [[6, 6, 8]]
+
+
+def test_coordinates_are_single_tokens_in_the_tiny_tokenizer(processor):
+    tok = processor.tokenizer
+    ids = tok.encode("<box>(0.125,0.500),(0.999,0.000)</box>", add_special_tokens=False)
+    pieces = [tok.decode([i]) for i in ids]
+    assert {"0.125", "0.500", "0.999", "0.000"} <= set(pieces)

@@ -96,3 +96,8 @@ def test_tool_call_and_tool_response():
     learned = _text(segs, learned=True)
     assert call in learned and "tool_response" not in learned
     assert [s.visual for s in segs if s.kind == "image"] == [0, 1]
+
+
+def test_fragment_ending_in_a_tool_turn_keeps_its_newline():
+    turn = Sample("f", [Message("tool", [Part("tool_response", media="<crop>")])])
+    assert _text(render(turn, _floats)) == "<|im_start|>user\n<tool_response>\n<image>\n</tool_response><|im_end|>\n"

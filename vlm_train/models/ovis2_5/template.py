@@ -116,8 +116,9 @@ def render(
         out.append(Segment("text", "<|im_start|>assistant\n"))
         if not enable_thinking:
             out.append(Segment("text", EMPTY_THINK))
-    elif out and out[-1].kind == "text" and out[-1].text.endswith("\n"):
-        # The official formatter drops the sequence's final "\n".
+    elif messages and messages[-1].role == "assistant" and out[-1].text.endswith("\n"):
+        # The official formatter drops the final "\n" of a conversation (which ends with an
+        # assistant turn); a fragment ending in a tool/user turn (a rollout's tool turn) keeps it.
         out[-1].text = out[-1].text[:-1]
         if not out[-1].text:
             out.pop()

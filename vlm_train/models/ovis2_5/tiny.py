@@ -14,13 +14,18 @@ import torch
 from vlm_train.models.ovis2_5.template import CHAT_TEMPLATE, QWEN3_SPECIAL_TOKENS
 
 
-def build_tokenizer(corpus: list[str] | None = None):
-    """Byte-level BPE with Qwen3's special tokens (<think>, <tool_call>, ...) and chat template."""
+def build_tokenizer(corpus: list[str] | None = None, coordinate_tokens: bool = True):
+    """Byte-level BPE with Qwen3's special tokens (<think>, <tool_call>, ...) and chat template.
+
+    With ``coordinate_tokens`` every Ovis coordinate value "0.000".."0.999" is one token: the
+    text format stays the official one, but a tiny model learns boxes far faster (DESIGN.md).
+    """
     from transformers import TokenizersBackend
 
     from vlm_train.testing.tokenizer import train_bpe
 
-    tok = train_bpe(corpus or [], QWEN3_SPECIAL_TOKENS, vocab_size=1024)
+    extra = [f"0.{i:03d}" for i in range(1000)] if coordinate_tokens else []
+    tok = train_bpe(corpus or [], QWEN3_SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
     return TokenizersBackend(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -40,6 +45,7 @@ def tiny(
     patch_size: int = 8,
     visual_vocab_size: int = 256,
     tie_word_embeddings: bool = False,
+    coordinate_tokens: bool = True,
 ) -> Path:
     """Write a random tiny Ovis2.5 checkpoint + processor to ``out_dir``; return the path.
 
@@ -47,6 +53,7 @@ def tiny(
         image_size: side of the learned position table (in pixels) and the processor's max
             image side; smaller images are resized up to at least half of it.
         tie_word_embeddings: tie the LLM's lm_head to its embeddings (as the real 2B does).
+        coordinate_tokens: one token per coordinate value (see ``build_tokenizer``).
     """
     from vlm_train.models.ovis2_5.config import Ovis2_5_Config
     from vlm_train.models.ovis2_5.modeling import Ovis2_5
@@ -54,7 +61,7 @@ def tiny(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(corpus)
+    tokenizer = build_tokenizer(corpus, coordinate_tokens)
     factor = patch_size * 2
     processor = Ovis2_5Processor(
         tokenizer=tokenizer,
