@@ -66,6 +66,7 @@ def test_structure_matches_official_checkpoint(size, n_keys, n_params):
     # 9B: the safetensors index total_size 18,349,615,568 bytes in bf16 = 9,174,807,784 params.
     assert sum(p.numel() for p in model.parameters()) == n_params
     assert ("llm.lm_head.weight" in saved) == (size == "9b")
+    assert config.image_token_id == 151655  # Qwen's <|image_pad|>, never produced by Ovis
     if size == "2b":
         assert model.llm.lm_head.weight is model.llm.model.embed_tokens.weight
 
@@ -135,8 +136,14 @@ def test_save_and_auto_load_give_identical_logits(tmp_path, processor, tied):
     assert "vte.weight" in keys and "visual_tokenizer.head.0.weight" in keys
 
     assert type(AutoConfig.from_pretrained(tmp_path / "copy")) is Ovis2_5_Config
-    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "copy", trust_remote_code=False, dtype=torch.float32).eval()
+    loaded, info = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "copy", trust_remote_code=False, dtype=torch.float32, output_loading_info=True
+    )
+    loaded.eval()
     assert type(loaded) is Ovis2_5
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    if tied:
+        assert loaded.llm.lm_head.weight is loaded.llm.model.embed_tokens.weight
     batch = Ovis2_5Inputs(processor)([_sample(3, True)], images=[[noise_image(64, 64, 5)]])
     with torch.no_grad():
         a, b = model(**batch).logits, loaded(**batch).logits

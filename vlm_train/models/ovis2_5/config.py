@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig, Qwen3Config
 
+QWEN3_VOCAB_SIZE = 151936
+QWEN_IMAGE_PAD_ID = 151655  # <|image_pad|> in the Qwen2/Qwen3 vocabulary
+
 
 class Siglip2NavitConfig(PreTrainedConfig):
     """The SigLIP2 NaViT vision tower of Ovis2.5 (defaults are the class defaults, not the release)."""
@@ -83,6 +86,10 @@ class Ovis2_5_Config(PreTrainedConfig):
     num_attention_heads: int | None = None
     max_position_embeddings: int | None = None
     use_cache: bool = True
+    # Not in the official file. Ovis never feeds a positive image token (its atoms are negative
+    # ids); this names Qwen's <|image_pad|>, vLLM's stand-in for the atoms, so trainers that
+    # suppress ``config.image_token_id`` in sampling (TRL's GRPO) suppress a token Ovis never uses.
+    image_token_id: int | None = None
     # The LLM sub-config decides tying (2B: tied, 9B: untied); the wrapper itself ties nothing.
     tie_word_embeddings: bool = False
 
@@ -99,6 +106,8 @@ class Ovis2_5_Config(PreTrainedConfig):
         for key in ("vocab_size", "num_attention_heads", "max_position_embeddings"):
             if getattr(self, key) is None:
                 setattr(self, key, getattr(llm, key))
+        if self.image_token_id is None and llm.vocab_size == QWEN3_VOCAB_SIZE:
+            self.image_token_id = QWEN_IMAGE_PAD_ID
         if self.visual_vocab_size <= 4:
             raise ValueError(f"visual_vocab_size must exceed the 4 indicator rows, got {self.visual_vocab_size}")
 

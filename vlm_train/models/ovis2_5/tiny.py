@@ -105,6 +105,7 @@ def tiny(
             hidden_stride=2,
         ),
         visual_vocab_size=visual_vocab_size,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         conversation_formatter_class="Qwen3ConversationFormatter",
         architectures=["Ovis2_5"],
     )
