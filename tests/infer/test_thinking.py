@@ -24,12 +24,14 @@ class Script(LogitsProcessor):
         self.script = script
         self.call = -1
         self.last_len = None
+        self.batch_sizes: list[int] = []
 
     def __call__(self, input_ids, scores):
         n = input_ids.shape[1]
         if self.last_len is None or n <= self.last_len:
             self.call += 1
             self.start = n
+            self.batch_sizes.append(scores.shape[0])
         self.last_len = n
         out = torch.full_like(scores, -1e9)
         for row in range(scores.shape[0]):
@@ -118,9 +120,13 @@ def test_mixed_batch_only_unfinished_rows_continue(tiny):
         return end  # phase 2 (rows 1 and 2 only) ends at once
 
     budget = 5
-    out = generate_with_budget(
-        model, _batch(processor, 3), budget, 200, tok, logits_processor=LogitsProcessorList([Script(script)]), do_sample=False
+    proc = Script(script)
+    # Through the family hook, which lets phase 2 run on the unfinished rows only.
+    out = FAMILY.hooks["generate"](
+        model, _batch(processor, 3), tok, budget=budget, max_new_tokens=200,
+        logits_processor=LogitsProcessorList([proc]), do_sample=False,
     )
+    assert proc.batch_sizes == [3, 2]
     stop = _ids(tok, BUDGET_STOP_TEXT)
     seqs = [out.sequences[r, : out.lengths[r]].tolist() for r in range(3)]
     assert seqs[0] == [a, think_end, b, end]
@@ -134,3 +140,14 @@ def test_budget_leaving_no_room_is_rejected(tiny):
     model, processor = tiny
     with pytest.raises(ValueError, match="budget"):
         generate_with_budget(model, _batch(processor, 1), 10, 20, processor.tokenizer)
+
+
+def test_no_budget_is_plain_generation(tiny):
+    model, processor = tiny
+    batch = _batch(processor, 2)
+    out = generate_with_budget(model, batch, None, 6, processor.tokenizer, do_sample=False)
+    ref = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+    for row in range(2):
+        n = out.lengths[row]
+        assert out.sequences[row, :n].tolist() == ref[row, :n].tolist()
+    assert out.phase2_rows == [] and not out.forced.any()
