@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +68,17 @@ def test_rotary_positions_follow_merge_order():
     expected = torch.cat([row * inv, col * inv, row * inv, col * inv])
     torch.testing.assert_close(cos[4], expected.cos())
     torch.testing.assert_close(sin[4], expected.sin())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="varlen kernels exist only on CUDA")
+def test_vit_varlen_backend_matches_sdpa_on_cuda():
+    vit = _vit().cuda().to(torch.bfloat16)
+    grids = torch.tensor([[1, 4, 6], [1, 8, 2], [3, 2, 2]])
+    pixels = torch.randn(int((grids[:, 0] * grids[:, 1] * grids[:, 2]).sum()), 192, device="cuda")
+    with torch.no_grad():
+        vit.set_attention_backend("sdpa")
+        ref = vit(pixels, grids)
+        vit.set_attention_backend("varlen")
+        out = vit(pixels, grids)
+    torch.testing.assert_close(out.float(), ref.float(), rtol=3e-2, atol=3e-2)
