@@ -27,7 +27,8 @@ def block_diagonal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
 def sdpa_packed(q_THD: torch.Tensor, k_THD: torch.Tensor, v_THD: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
     """Reference path: one sdpa call over the whole packed sequence with a block-diagonal mask."""
     total = q_THD.shape[0]
-    mask = block_diagonal_mask(cu_seqlens, total)
+    # One segment needs no mask (and a [T, T] mask is the memory cost of this path).
+    mask = None if len(cu_seqlens) == 2 else block_diagonal_mask(cu_seqlens, total)
     out_HTD = F.scaled_dot_product_attention(
         q_THD.transpose(0, 1), k_THD.transpose(0, 1), v_THD.transpose(0, 1), attn_mask=mask
     )
