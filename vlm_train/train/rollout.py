@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from vlm_train.data.media import load_image
-from vlm_train.data.sample import Box, Message, Part, Sample
+from vlm_train.data.sample import Box, Message, Part, Sample, prompt_messages
 from vlm_train.rewards.parse import parse_completion
 from vlm_train.tools.crop import crop
 
@@ -62,9 +62,8 @@ def merge_mm(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def prompt_sample(sample: Sample) -> Sample:
-    """The sample up to (not including) its last assistant turn."""
-    last = max((i for i, m in enumerate(sample.messages) if m.role == "assistant"), default=len(sample.messages))
-    return dataclasses.replace(sample, messages=sample.messages[:last])
+    """The sample without its final answer (see ``prompt_messages``)."""
+    return dataclasses.replace(sample, messages=prompt_messages(sample.messages))
 
 
 class CropToolRollout:
