@@ -177,3 +177,18 @@ def test_coordinates_are_single_tokens_in_the_tiny_tokenizer(processor):
     ids = tok.encode("<box>(0.125,0.500),(0.999,0.000)</box>", add_special_tokens=False)
     pieces = [tok.decode([i]) for i in ids]
     assert {"0.125", "0.500", "0.999", "0.000"} <= set(pieces)
+
+
+def test_tool_call_box_normalised_by_the_latest_image(processor):
+    s = Sample(
+        "l",
+        [
+            Message("user", [image("a"), text("One.")]),
+            Message("assistant", [text("ok")]),
+            Message("user", [image("b"), text("Two.")]),
+            Message("assistant", [Part("tool_call", tool="crop", box=Box(0, 0, 16, 16))]),
+        ],
+    )
+    batch = Ovis2_5Inputs(processor)([s], images=[[noise_image(64, 64), noise_image(32, 32)]])
+    text_ = processor.tokenizer.decode([t for t in batch["input_ids"][0].tolist() if t >= 0])
+    assert "[0.000, 0.000, 0.500, 0.500]" in text_  # 16 px of the 32 px second image

@@ -6,7 +6,7 @@ from vlm_train.data.sample import Box, Message, Part, Sample, image, text
 from vlm_train.models.ovis2_5.template import CHAT_TEMPLATE, render
 
 
-def _floats(box, media):
+def _floats(box, media, last_image):
     return [f"{v / 100:.3f}" for v in box.as_list()]
 
 
@@ -101,3 +101,42 @@ def test_tool_call_and_tool_response():
 def test_fragment_ending_in_a_tool_turn_keeps_its_newline():
     turn = Sample("f", [Message("tool", [Part("tool_response", media="<crop>")])])
     assert _text(render(turn, _floats)) == "<|im_start|>user\n<tool_response>\n<image>\n</tool_response><|im_end|>\n"
+
+
+def test_generation_prompt_stops_before_the_final_answer_run():
+    sample = Sample(
+        "p",
+        [
+            Message("user", [image("a.png"), text("Find the star.")]),
+            Message("assistant", [Part("tool_call", tool="crop", box=Box(10, 20, 30, 40))]),
+            Message("tool", [Part("tool_response", media="crop.png")]),
+            Message("assistant", [text("<box>(0.1,0.2),(0.3,0.4)</box>")]),
+        ],
+    )
+    prompt = _text(render(sample, _floats, for_generation=True))
+    assert prompt == (
+        "<|im_start|>user\n<image>\nFind the star.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
+
+
+def test_tool_call_box_is_relative_to_the_latest_image():
+    seen = []
+
+    def floats(box, media, last_image):
+        seen.append((media, last_image))
+        return ["0.000"] * 4
+
+    sample = Sample(
+        "l",
+        [
+            Message("user", [image("a.png"), text("One.")]),
+            Message("assistant", [text("ok")]),
+            Message("user", [image("b.png"), text("Two.")]),
+            Message("assistant", [Part("tool_call", tool="crop", box=Box(1, 2, 3, 4))]),
+            Message("tool", [Part("tool_response", media="crop.png")]),
+            Message("assistant", [Part("tool_call", tool="crop", box=Box(1, 2, 3, 4), media="a.png")]),
+        ],
+    )
+    render(sample, floats)
+    # The crop (visual 2) is not an image part: the latest image stays b.png (visual 1).
+    assert seen == [(None, 1), ("a.png", 1)]

@@ -102,9 +102,12 @@ class Ovis2_5Inputs:
         # Several images share one budget (the official rule for a negative max_pixels).
         max_pixels = max(proc.min_pixels, proc.max_pixels // n_images) if n_images > 1 else proc.max_pixels
 
-        def box_floats(box: Box, ref: str | None) -> list[str]:
-            # The box is in pixels of the named image, else of the sample's first image.
-            idx = media.index(ref) if ref is not None and ref in media else 0
+        def box_floats(box: Box, ref: str | None, last_image: int | None) -> list[str]:
+            # A call's box is in pixels of the image it names, else of the latest image shown.
+            if ref is not None and ref in media:
+                idx = media.index(ref)
+            else:
+                idx = last_image if last_image is not None else 0
             if not visuals:
                 raise ValueError(f"sample {sample.id}: tool-call box without an image to normalise it by")
             img = visuals[idx]

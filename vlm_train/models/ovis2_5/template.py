@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vlm_train.data.sample import Box, Message, Part, Sample
+from vlm_train.data.sample import Box, Message, Part, Sample, prompt_messages
 from vlm_train.models.ovis2_5.constants import EMPTY_THINK, THINK_END
 
 # Qwen3's special tokens in vocabulary order (151643 ...); Ovis2.5 adds none.
@@ -78,20 +78,23 @@ def is_visual(part: Part) -> bool:
     return part.type == "tool_response" and bool(part.media or (part.source and part.box is not None))
 
 
-def tool_call_text(part: Part, box_floats: Callable[[Box, str | None], list[str]]) -> str:
+BoxFloats = Callable[[Box, str | None, int | None], list[str]]
+
+
+def tool_call_text(part: Part, box_floats: BoxFloats, last_image: int | None) -> str:
     """``<tool_call>{"name": ..., "arguments": {"bbox_2d": [...]}}</tool_call>`` (base.py)."""
     if part.box is None:
         if not part.text:
             raise ValueError("tool_call part has neither a box nor raw text")
         return part.text
-    coords = ", ".join(box_floats(part.box, part.media))
+    coords = ", ".join(box_floats(part.box, part.media, last_image))
     name = json.dumps(part.tool or "crop")
     return f'<tool_call>{{"name": {name}, "arguments": {{"bbox_2d": [{coords}]}}}}</tool_call>'
 
 
 def render(
     sample: Sample,
-    box_floats: Callable[[Box, str | None], list[str]],
+    box_floats: BoxFloats,
     *,
     for_generation: bool = False,
     enable_thinking: bool = False,
@@ -100,18 +103,18 @@ def render(
 
     Args:
         sample: canonical sample.
-        box_floats: (pixel box, media path or None for the sample's first image) -> the four
-            normalised coordinate strings; used for tool-call boxes.
-        for_generation: drop a final assistant message and end with the assistant header.
+        box_floats: (pixel box, the image path the call names or None, index of the latest
+            image part shown before the call or None) -> the four normalised coordinate
+            strings; a call's box is relative to the image it names, else the latest image.
+        for_generation: keep the conversation before its final answer (``prompt_messages``)
+            and end with the assistant header.
         enable_thinking: generation only; when False the empty think block is appended.
     """
-    messages = list(sample.messages)
-    if for_generation and messages and messages[-1].role == "assistant":
-        messages = messages[:-1]
+    messages = prompt_messages(sample.messages) if for_generation else list(sample.messages)
     out: list[Segment] = []
-    counter = [0]
+    state = {"visuals": 0, "last_image": None}
     for msg in messages:
-        _message(msg, out, counter, box_floats, training=not for_generation)
+        _message(msg, out, state, box_floats, training=not for_generation)
     if for_generation:
         out.append(Segment("text", "<|im_start|>assistant\n"))
         if not enable_thinking:
@@ -125,32 +128,34 @@ def render(
     return out
 
 
-def _items(parts: list[Part], out: list[Segment], counter: list[int]) -> None:
+def _items(parts: list[Part], out: list[Segment], state: dict) -> None:
     """User/system/tool items joined by "\\n"; visuals become visual segments."""
     for i, part in enumerate(parts):
         if i:
             out.append(Segment("text", "\n"))
         if is_visual(part):
             kind = "video" if part.type == "video" else "image"
-            out.append(Segment(kind, visual=counter[0]))
-            counter[0] += 1
+            out.append(Segment(kind, visual=state["visuals"]))
+            if part.type == "image":
+                state["last_image"] = state["visuals"]
+            state["visuals"] += 1
         elif part.type in ("text", "tool_response"):
             out.append(Segment("text", _strip_visual_tags(part.text or "")))
         else:
             raise ValueError(f"a {part.type!r} part cannot appear in a non-assistant message")
 
 
-def _message(msg: Message, out: list[Segment], counter: list[int], box_floats, training: bool) -> None:
+def _message(msg: Message, out: list[Segment], state: dict, box_floats: BoxFloats, training: bool) -> None:
     if msg.role in ("system", "user"):
         out.append(Segment("text", f"<|im_start|>{msg.role}\n"))
-        _items(msg.content, out, counter)
+        _items(msg.content, out, state)
         out.append(Segment("text", "<|im_end|>\n"))
     elif msg.role == "tool":
         out.append(Segment("text", "<|im_start|>user\n<tool_response>\n"))
-        _items(msg.content, out, counter)
+        _items(msg.content, out, state)
         out.append(Segment("text", "\n</tool_response><|im_end|>\n"))
     elif msg.role == "assistant":
-        body = _assistant_body(msg, box_floats)
+        body = _assistant_body(msg, box_floats, state["last_image"])
         out.append(Segment("text", "<|im_start|>assistant\n"))
         if training:
             if not ("<think>" in body and THINK_END in body):
@@ -165,14 +170,14 @@ def _message(msg: Message, out: list[Segment], counter: list[int], box_floats, t
         raise ValueError(f"unknown role {msg.role!r}")
 
 
-def _assistant_body(msg: Message, box_floats) -> str:
+def _assistant_body(msg: Message, box_floats: BoxFloats, last_image: int | None) -> str:
     pieces: list[str] = []
     for part in msg.content:
         if part.type == "text":
             pieces.append(part.text or "")
         elif part.type == "tool_call":
             sep = "\n" if "".join(pieces) else ""
-            pieces.append(sep + tool_call_text(part, box_floats))
+            pieces.append(sep + tool_call_text(part, box_floats, last_image))
         else:
             raise ValueError(f"assistant messages hold text and tool_call parts, got {part.type!r}")
     return "".join(pieces)
