@@ -53,3 +53,15 @@ def test_import_vlm_train_is_light_and_registers_on_use(tiny_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("Ovis2_5")
+
+
+def test_assistant_header_hook_matches_generation_prompts(processor):
+    from vlm_train.data.sample import Message, Sample, text
+    from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
+
+    s = Sample("h", [Message("user", [text("Hi")])])
+    for thinking in (False, True):
+        batch = Ovis2_5Inputs(processor, enable_thinking=thinking)([s], for_generation=True)
+        prompt = processor.tokenizer.decode(batch["input_ids"][0])
+        assert prompt.endswith(FAMILY.hooks["assistant_header"](thinking))
+    assert FAMILY.hooks["assistant_header"](False).endswith("<think>\n\n</think>\n\n")

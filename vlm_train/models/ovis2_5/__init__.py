@@ -85,6 +85,14 @@ def generate(model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int 
     )
 
 
+def assistant_header(enable_thinking: bool = False) -> str:
+    """Text that opens an assistant turn in a prompt (e.g. after a rollout's tool turn): with
+    thinking off Ovis2.5 prompts carry the empty think block, as its chat template does."""
+    from vlm_train.models.ovis2_5.constants import EMPTY_THINK
+
+    return "<|im_start|>assistant\n" + ("" if enable_thinking else EMPTY_THINK)
+
+
 FAMILY = Family(
     name="ovis2_5",
     load=load,
@@ -102,5 +110,5 @@ FAMILY = Family(
     # One regex (peft matches full module names): the LLM's projections only; the ViT's
     # self_attn.{q,k,v}_proj share those names.
     lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
-    hooks={"generate": generate},
+    hooks={"generate": generate, "assistant_header": assistant_header},
 )
