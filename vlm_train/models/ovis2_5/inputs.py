@@ -97,10 +97,7 @@ class Ovis2_5Inputs:
         if len(visuals) != len(parts):
             raise ValueError(f"sample {sample.id}: {len(parts)} visual parts but {len(visuals)} visuals given")
         media = [p.media for p in parts]
-        n_images = sum(1 for p in parts if p.type != "video")
         proc = self.processor
-        # Several images share one budget (the official rule for a negative max_pixels).
-        max_pixels = max(proc.min_pixels, proc.max_pixels // n_images) if n_images > 1 else proc.max_pixels
 
         def box_floats(box: Box, ref: str | None, last_image: int | None) -> list[str]:
             # A call's box is in pixels of the image it names, else of the latest image shown.
@@ -116,6 +113,9 @@ class Ovis2_5Inputs:
 
         thinking = bool(sample.meta.get("enable_thinking", self.enable_thinking))
         segments = render(sample, box_floats, for_generation=for_generation, enable_thinking=thinking)
+        # The images rendered share one budget (the official rule for a negative max_pixels).
+        n_images = sum(1 for seg in segments if seg.kind == "image")
+        max_pixels = max(proc.min_pixels, proc.max_pixels // n_images) if n_images > 1 else proc.max_pixels
         ids: list[int] = []
         labels: list[int] = []
         encoded: list[VisualInputs] = []
