@@ -1,0 +1,114 @@
+"""Ovis2.5 (AIDC-AI/Ovis2.5-2B / -9B) through this project's own implementation.
+
+Importing this package is cheap (no torch): the model, processor and input builder load on
+first use. ``FAMILY`` is the family contract of vlm_train/models/base.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlm_train.models.base import Family
+from vlm_train.models.ovis2_5.grounding import box_to_text, grounding_prompt, text_to_boxes
+
+
+def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
+    """Load model and processor from ``model_cfg.path`` (never with trust_remote_code).
+
+    Args:
+        model_cfg: ``vlm_train.config.ModelConfig``; ``path: tiny`` builds a tiny model in a
+            temporary directory (jobs build it once in the run directory instead).
+        dtype: torch dtype; None resolves ``model_cfg.dtype`` (auto: bf16 on GPU, fp32 on CPU).
+    """
+    import tempfile
+
+    from vlm_train.models.common import resolve_attn, resolve_dtype
+    from vlm_train.models.ovis2_5.modeling import Ovis2_5
+    from vlm_train.models.ovis2_5.processor import Ovis2_5Processor
+
+    path = model_cfg.path
+    if path == "tiny":
+        t = model_cfg.tiny
+        path = tiny(
+            tempfile.mkdtemp(prefix="ovis2_5_tiny_"), seed=t.seed, image_size=t.image_size,
+            vision_hidden=t.vision_hidden, text_hidden=t.text_hidden, layers=t.layers,
+        )
+    if dtype is None:
+        dtype = resolve_dtype(model_cfg.dtype)
+    model = Ovis2_5.from_pretrained(
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation)
+    )
+    processor = Ovis2_5Processor.from_pretrained(path, max_pixels=model_cfg.max_pixels)
+    return model, processor
+
+
+def make_inputs(
+    processor: Any,
+    cfg: Any = None,
+    image_roots: Any = (),
+    max_length: int | None = None,
+    enable_thinking: bool = False,
+):
+    """The batch collator (``Ovis2_5Inputs``); ``cfg`` (a JobConfig) supplies data settings."""
+    from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
+
+    kw: dict[str, Any] = {}
+    if cfg is not None:
+        kw = dict(num_frames=cfg.data.num_frames, max_image_pixels=cfg.data.max_image_pixels)
+    return Ovis2_5Inputs(processor, image_roots=image_roots, max_length=max_length, enable_thinking=enable_thinking, **kw)
+
+
+def tiny(out_dir: str | Path, seed: int = 0, **kw: Any) -> Path:
+    """Random few-M-parameter Ovis2.5 checkpoint + processor, offline (see tiny.py)."""
+    from vlm_train.models.ovis2_5.tiny import tiny as build
+
+    return build(out_dir, seed=seed, **kw)
+
+
+def suppress_token_ids(processor: Any) -> list[int]:
+    """Qwen's vision tokens, which Ovis2.5 never uses (its placeholders are negative ids)."""
+    from vlm_train.models.ovis2_5.template import UNUSED_VISION_TOKENS
+
+    tok = processor.tokenizer
+    vocab = tok.get_vocab()
+    return [vocab[t] for t in UNUSED_VISION_TOKENS if t in vocab]
+
+
+def generate(model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int | None, max_new_tokens: int, **kw: Any):
+    """Generation with the official thinking budget (vlm_train/infer/thinking.py)."""
+    from vlm_train.infer.thinking import generate_with_budget
+    from vlm_train.models.ovis2_5.inputs import select_rows
+
+    return generate_with_budget(
+        model, inputs, budget, max_new_tokens, tokenizer, select_rows=select_rows, **kw
+    )
+
+
+def assistant_header(enable_thinking: bool = False) -> str:
+    """Text that opens an assistant turn in a prompt (e.g. after a rollout's tool turn): with
+    thinking off Ovis2.5 prompts carry the empty think block, as its chat template does."""
+    from vlm_train.models.ovis2_5.constants import EMPTY_THINK
+
+    return "<|im_start|>assistant\n" + ("" if enable_thinking else EMPTY_THINK)
+
+
+FAMILY = Family(
+    name="ovis2_5",
+    load=load,
+    make_inputs=make_inputs,
+    tiny=tiny,
+    box_to_text=box_to_text,
+    text_to_boxes=text_to_boxes,
+    grounding_prompt=grounding_prompt,
+    suppress_token_ids=suppress_token_ids,
+    module_groups={
+        "vision": ["visual_tokenizer.vit"],
+        "projector": ["visual_tokenizer.head", "vte"],
+        "llm": ["llm"],
+    },
+    # One regex (peft matches full module names): the LLM's projections only; the ViT's
+    # self_attn.{q,k,v}_proj share those names.
+    lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
+    hooks={"generate": generate, "assistant_header": assistant_header},
+)

@@ -1,0 +1,28 @@
+"""Ovis2.5 placeholder ids (specs/models.md A4) and fixed texts (A6, A7).
+
+The placeholders are negative so they can never collide with a real vocabulary id; the model
+replaces them with visual embeddings before the language model sees them.
+"""
+
+from __future__ import annotations
+
+IMAGE_PLACEHOLDER = -200  # "<image>" in raw text, before expansion
+VIDEO_PLACEHOLDER = -201  # "<video>" in raw text, before expansion
+VISUAL_ATOM_ID = -300
+IMAGE_START_ID = -301
+IMAGE_END_ID = -302
+VIDEO_START_ID = -303
+VIDEO_END_ID = -304
+# Indicator placeholder -> offset from the first of the 4 indicator rows at the end of vte.
+INDICATOR_IDS = (IMAGE_START_ID, IMAGE_END_ID, VIDEO_START_ID, VIDEO_END_ID)
+NUM_INDICATORS = 4
+
+IGNORE_INDEX = -100
+
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+THINK_END = "</think>"
+# Appended verbatim when phase 1 of budgeted thinking ends without </think> (A7).
+BUDGET_STOP_TEXT = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the "
+    "thinking directly now.\n</think>\n\n"
+)
