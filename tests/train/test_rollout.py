@@ -16,6 +16,13 @@ from vlm_train.tools.crop import crop
 from vlm_train.train.rollout import CropToolRollout, merge_mm
 
 
+def processed(proc, img):
+    """The family's own preprocessing of one image (independent of the input builder)."""
+    if hasattr(proc, "image_processor"):  # InternVL: dynamic tiles
+        return proc.image_processor(images=[img], crop_to_patches=True, return_tensors="pt")["pixel_values"]
+    return torch.as_tensor(proc.preprocess_image(img).pixel_values)  # Ovis2.5: patch rows
+
+
 class Scripted(torch.nn.Module):
     """Wraps a real model: ``generate`` replays scripted token sequences and records its inputs."""
 
@@ -41,7 +48,7 @@ def setup(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("family_name", ["internvl"])
+@pytest.mark.parametrize("family_name", ["internvl", "ovis2_5"])
 def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tmp_path):
     fam = get_family(family_name)
     path = fam.tiny(tmp_path / "tiny")
@@ -50,9 +57,10 @@ def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tm
     rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=2), [str(setup)], coords=fam.name)
     tok = proc.tokenizer
     box = Box(40, 0, 80, 24)  # pixels; written in the family's convention below
-    from vlm_train.models.internvl.grounding import to_thousandths
+    from vlm_train.data.coords import to_1000
 
-    call = "<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox_2d": to_thousandths(box, 80, 48)}}) + "</tool_call>"
+    coords = to_1000(box, 80, 48) if family_name == "internvl" else [0.5, 0.0, 1.0, 0.5]  # Ovis2.5: [0,1)
+    call = "<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox_2d": coords}}) + "</tool_call>"
     answer = "<ref>the red stripes</ref>" + fam.box_to_text(box, 80, 48) + "<|im_end|>"
     script = [tok(call, add_special_tokens=False).input_ids, tok(answer, add_special_tokens=False).input_ids]
     scripted = Scripted(model, script)
@@ -65,20 +73,19 @@ def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tm
     assert row.calls == 1 and len(scripted.calls) == 2 and row.done
     # The continuation's pixel input ends with the processed crop of the original image.
     original = Image.open(setup / "scene.png").convert("RGB")
-    expected = proc.image_processor(images=[crop(original, box)], crop_to_patches=True, return_tensors="pt")["pixel_values"]
+    expected = processed(proc, crop(original, box))
     cont = scripted.calls[1]["pixel_values"]
-    first = proc.image_processor(images=[original], crop_to_patches=True, return_tensors="pt")["pixel_values"]
-    assert torch.equal(cont[: first.shape[0]], first)
-    assert torch.equal(cont[first.shape[0]:], expected)
+    first = processed(proc, original)
+    assert torch.equal(cont[: first.shape[0]], first.to(cont.dtype))
+    assert torch.equal(cont[first.shape[0]:], expected.to(cont.dtype))
     # The crop is not the whole image (else the check above could not tell them apart).
-    whole = proc.image_processor(images=[original], crop_to_patches=False, return_tensors="pt")["pixel_values"]
-    assert not torch.equal(expected[:1], whole[:1])
+    assert expected.shape != first.shape or not torch.equal(expected, first)
     # Mask: generated call and answer learned (1), the whole tool turn not (0).
     gen1, gen2 = len(script[0]), len(script[1])
     turn = len(row.completion_ids) - gen1 - gen2
     assert row.mask == [1] * gen1 + [0] * turn + [1] * gen2
-    turn_text = tok.decode(row.completion_ids[gen1:gen1 + turn])
-    assert "<tool_response>" in turn_text and turn_text.rstrip().endswith("<|im_start|>assistant")
+    turn_text = tok.decode([t for t in row.completion_ids[gen1:gen1 + turn] if t >= 0])  # Ovis2.5 atoms are negative
+    assert "<tool_response>" in turn_text and "<|im_start|>assistant\n" in turn_text.split("</tool_response>")[-1]
     # The row's ids and pixels make a valid forward of the real model (placeholders == image features).
     mm = merge_mm(row.mm)
     with torch.no_grad():

@@ -77,7 +77,10 @@ class CropToolRollout:
         self.call_end = self._single_token("</tool_call>")
         self.pad = self.tok.pad_token_id
         self.close_ids = self.tok("<|im_end|>\n", add_special_tokens=False)["input_ids"]
-        self.header_ids = self.tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+        # The text opening the next assistant turn after a tool turn (Ovis2.5 with thinking off
+        # adds its empty think block, as its generation prompt does).
+        header = family.hooks.get("assistant_header", lambda enable_thinking=False: "<|im_start|>assistant\n")(False)
+        self.header_ids = self.tok(header, add_special_tokens=False)["input_ids"]
         self.suppress = [t for t in family.suppress_token_ids(processor) if t is not None and t >= 0]
 
     def _single_token(self, s: str) -> int | None:
