@@ -1,0 +1,124 @@
+"""The SLURM wrapper on a real SLURM: Ray brought up inside an allocation, a job run through
+the job API, its status propagated, and nothing of Ray left after the job ends or is cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+WRAPPER = REPO / "cluster" / "slurm" / "vlm_train.sbatch"
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    return {
+        "VLM_TRAIN_PYTHON": sys.executable,
+        "PYTHONPATH": str(REPO),
+        # Keep Ray small on shared CI machines.
+        "VLM_TRAIN_OBJECT_STORE_BYTES": str(200 * 1024 * 1024),
+        **extra,
+    }
+
+
+def tagged_processes(job_id: int) -> list[tuple[int, str]]:
+    """Live processes started for SLURM job ``job_id`` (by their environment), with their command."""
+    found = []
+    needles = (f"SLURM_JOB_ID={job_id}".encode(), f"VT_RAY_JOB={job_id}".encode())
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            env = (d / "environ").read_bytes().split(b"\0")
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            continue
+        if any(n in env for n in needles):
+            found.append((int(d.name), cmd[:200]))
+    return found
+
+
+def wait_no_processes(job_id: int, timeout: float = 60.0) -> list[tuple[int, str]]:
+    end = time.monotonic() + timeout
+    left = tagged_processes(job_id)
+    while left and time.monotonic() < end:
+        time.sleep(1.0)
+        left = tagged_processes(job_id)
+    return left
+
+
+def probe_config(tmp_path: Path, name: str) -> Path:
+    cfg = {"run": {"name": name, "storage_path": str(tmp_path / "runs")}, "deepspeed": {"config": None}}
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_trivial_batch_job_runs(local_slurm, tmp_path):
+    out = tmp_path / "out.txt"
+    job = local_slurm.sbatch(["--wrap", "echo on $(hostname -s) in $SLURM_JOB_ID", f"--output={out}"])
+    assert local_slurm.wait(job, 60) == "COMPLETED"
+    assert f"in {job}" in out.read_text()
+
+
+def test_wrapper_runs_probe_job_through_ray_job_api(local_slurm, tmp_path):
+    cfg = probe_config(tmp_path, "probe")
+    job = local_slurm.sbatch(
+        [f"--output={tmp_path}/slurm-%j.out", "--nodes=1", f"--cpus-per-task={local_slurm.cpus}", str(WRAPPER), str(cfg)],
+        cwd=REPO, env=job_env(VLM_TRAIN_JOB="vlm_train.cluster.probe_job"),
+    )
+    state = local_slurm.wait(job, 300)
+    log = (tmp_path / f"slurm-{job}.out").read_text()
+    assert state == "COMPLETED", log
+    report = json.loads((tmp_path / "runs" / "probe" / "probe.json").read_text())
+    # local-cpu: two worker slots on the node, each reserved through the pool's placement.
+    assert len(report["workers"]) == 2 and report["nodes_alive"] == 1
+    assert report["cluster_resources"]["CPU"] == local_slurm.cpus
+    logs = tmp_path / "runs" / "probe" / f"slurm-{job}"
+    assert "probe_job: 2 workers" in (logs / "job.log").read_text()
+    assert (logs / "ray-head-vm.log").exists() or list(logs.glob("ray-head-*.log"))
+    token = logs / ".ray_auth_token"
+    assert token.stat().st_mode & 0o077 == 0, "the per-job Ray token must be private"
+    assert wait_no_processes(job) == []
+
+
+def test_wrapper_propagates_job_exit_status(local_slurm, tmp_path):
+    cfg = probe_config(tmp_path, "badpool")
+    job = local_slurm.sbatch(
+        [f"--output={tmp_path}/slurm-%j.out", f"--cpus-per-task={local_slurm.cpus}", str(WRAPPER), str(cfg), "cluster.pool=nope"],
+        cwd=REPO, env=job_env(VLM_TRAIN_JOB="vlm_train.cluster.probe_job"),
+    )
+    assert local_slurm.wait(job, 120) == "FAILED"
+    assert local_slurm.job_info(job)["ExitCode"] == "2:0"
+    assert "unknown pool 'nope'" in (tmp_path / f"slurm-{job}.out").read_text()
+
+
+def test_scancel_mid_run_leaves_no_ray_process(local_slurm, tmp_path):
+    cfg = probe_config(tmp_path, "cancelme")
+    job = local_slurm.sbatch(
+        [f"--output={tmp_path}/slurm-%j.out", f"--cpus-per-task={local_slurm.cpus}", str(WRAPPER), str(cfg)],
+        cwd=REPO, env=job_env(VLM_TRAIN_JOB="vlm_train.cluster.probe_job", VLM_TRAIN_PROBE_SLEEP_S="600"),
+    )
+    probe = tmp_path / "runs" / "cancelme" / "probe.json"
+    end = time.monotonic() + 240
+    while not probe.exists():
+        assert time.monotonic() < end, (tmp_path / f"slurm-{job}.out").read_text()
+        assert local_slurm.state(job) in ("PENDING", "RUNNING", "CONFIGURING")
+        time.sleep(1.0)
+    assert any("ray" in cmd for _, cmd in tagged_processes(job)), "Ray should be running before the cancel"
+    local_slurm.run(["scancel", str(job)])
+    assert local_slurm.wait(job, 120) == "CANCELLED"
+    left = wait_no_processes(job, 60)
+    assert left == [], f"left behind: {left}"
+    assert not Path(f"/tmp/vt_{job}").exists()
