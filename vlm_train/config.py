@@ -296,10 +296,29 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
     for section in TRL_SECTIONS:
         if check_trl and getattr(cfg, section):
             _check_trl_section(section, getattr(cfg, section), file)
+    absolutise(cfg)
     bad = [s for s in cfg.stages if s not in ("sft", "grpo", "eval")]
     if bad:
         raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: sft, grpo, eval)", file)
     return cfg
+
+
+def absolutise(cfg: JobConfig) -> None:
+    """Make every path absolute (relative to the launch directory) before workers see it:
+    Ray workers run in other directories, and a resubmitted job must point at the same files."""
+
+    def a(p: str | None) -> str | None:
+        return None if p is None else str(Path(p).expanduser().absolute())
+
+    if cfg.model.path != "tiny":
+        cfg.model.path = a(cfg.model.path)
+    for src in [*cfg.data.train, *cfg.data.eval]:
+        src.path = a(src.path)
+        src.image_root = a(src.image_root)
+    cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
+    cfg.deepspeed.config = a(cfg.deepspeed.config)
+    cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
+    cfg.run.storage_path = a(cfg.run.storage_path)
 
 
 def dump_config(cfg: JobConfig) -> str:

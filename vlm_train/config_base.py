@@ -24,6 +24,9 @@ class ConfigError(ValueError):
         where = f"{file}: " if file else ""
         super().__init__(f"config error: {where}{key}: {reason}")
 
+    def __reduce__(self):  # picklable across Ray processes
+        return (ConfigError, (self.key, self.reason, self.file))
+
 
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:

@@ -1,0 +1,66 @@
+"""InternVL3.5 through transformers' native InternVLForConditionalGeneration (-HF checkpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlm_train.models.base import Family
+from vlm_train.models.internvl.grounding import box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.internvl.inputs import InternVLInputs
+from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
+from vlm_train.models.internvl.tiny import tiny
+
+
+def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
+    """Load model and processor from ``model_cfg.path`` (never with trust_remote_code)."""
+    from transformers import AutoProcessor, AutoTokenizer, InternVLForConditionalGeneration
+
+    from vlm_train.models.common import resolve_attn
+
+    path = model_cfg.path
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+    except AttributeError:
+        # Some InternVL3.5 -HF tokenizers lack the image-token attributes the processor reads.
+        tok = AutoTokenizer.from_pretrained(path, extra_special_tokens=dict(TOKENIZER_EXTRAS))
+        processor = AutoProcessor.from_pretrained(path, tokenizer=tok, trust_remote_code=False)
+    model = InternVLForConditionalGeneration.from_pretrained(
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False
+    )
+    return model, processor
+
+
+def make_inputs(processor: Any, cfg: Any = None, image_roots=(), max_length: int | None = None) -> InternVLInputs:
+    kw = {}
+    if cfg is not None:
+        kw = dict(
+            max_image_pixels=cfg.data.max_image_pixels,
+            min_crop_size=cfg.tools.min_crop_size,
+            max_tiles=cfg.model.max_tiles,
+        )
+    return InternVLInputs(processor, image_roots=image_roots, max_length=max_length, **kw)
+
+
+def suppress_token_ids(processor: Any) -> list[int]:
+    tok = processor.tokenizer
+    return [tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")]
+
+
+FAMILY = Family(
+    name="internvl",
+    load=load,
+    make_inputs=make_inputs,
+    tiny=tiny,
+    box_to_text=box_to_text,
+    text_to_boxes=text_to_boxes,
+    grounding_prompt=grounding_prompt,
+    suppress_token_ids=suppress_token_ids,
+    module_groups={
+        "vision": ["model.vision_tower"],
+        "projector": ["model.multi_modal_projector"],
+        "llm": ["model.language_model", "lm_head"],
+    },
+    # Regex (peft matches the full module name): the language model's projections only, so the
+    # vision tower's q/k/v of the same names are not adapted unless asked.
+    lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
+)

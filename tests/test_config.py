@@ -1,0 +1,96 @@
+"""Config loading: overrides, and the table of bad configs (clear message, exit 2, no Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlm_train.config import ConfigError, load_config
+
+BASE = "configs/debug/internvl_tiny_sft.yaml"
+
+# (description, overrides or raw YAML, expected message fragment)
+BAD = [
+    ("unknown section", ["modle.path=x"], "modle: unknown key"),
+    ("unknown nested key", ["model.lora.rank=8"], "model.lora.rank: unknown key"),
+    ("wrong type", ["model.lora.r=eight"], "model.lora.r: expected an integer"),
+    ("bad choice", ["model.family=llava"], "model.family: must be one of 'internvl', 'ovis2_5'"),
+    ("missing checkpoint", ["model.path=/nonexistent/ckpt"], "model.path: checkpoint directory not found"),
+    ("pool too small", ["cluster.nodes=5"], "cluster.nodes: asks for 5 nodes but pool 'local-cpu' has max_nodes 2"),
+    ("too many workers per node", ["cluster.workers_per_node=4"], "cluster.workers_per_node: asks for 4 workers"),
+    ("unknown pool", ["cluster.pool=tpu-v5"], "cluster.pool: unknown pool 'tpu-v5'"),
+    ("unknown TRL field", ["sft.learning_rat=0.1"], "sft.learning_rat: unknown SFTConfig field"),
+    ("launcher-owned TRL field", ["sft.output_dir=/tmp/x"], "sft.output_dir: is set by the launcher"),
+    ("TRL field wrong type", ["sft.max_steps=many"], "sft.max_steps: expected a number"),
+    ("missing DeepSpeed json", ["deepspeed.config=configs/deepspeed/zero9.json"], "deepspeed.config: DeepSpeed config not found"),
+    ("fraction out of range", ["data.max_error_fraction=2"], "data.max_error_fraction: must be in [0, 1]"),
+    ("missing data file", ["data.train=[{path: /no/such.jsonl}]"], "data.train[0].path: data file not found"),
+    ("unknown stage", ["stages=[sft, dpo]"], "stages: unknown stage 'dpo'"),
+    ("override syntax", ["sft.max_steps"], "override must look like key.path=value"),
+]
+
+
+@pytest.mark.parametrize("desc,overrides,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_before_ray(desc, overrides, message, repo, monkeypatch, capsys):
+    import ray
+
+    from jobs import sft
+
+    def no_ray(*a, **k):
+        raise AssertionError("ray.init must not be called for a bad config")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    monkeypatch.chdir(repo)
+    with pytest.raises(SystemExit) as e:
+        sft.main([BASE, *overrides])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert BASE in err or "override" in message  # the message names the file
+
+
+def test_bad_yaml_names_line(tmp_path, repo, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  family: internvl\n  path: [unclosed\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    assert str(bad) in str(e.value) and "line" in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_exit_code_in_a_real_process(repo):
+    r = subprocess.run(
+        [sys.executable, "-m", "jobs.sft", BASE, "cluster.nodes=9"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2
+    assert "cluster.nodes" in r.stderr and BASE in r.stderr
+
+
+def test_overrides_and_paths_are_absolute(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = load_config(BASE, ["sft.max_steps=3", "run.name=x", "model.lora.enabled=true", "cluster.workers_per_node=1"])
+    assert cfg.sft["max_steps"] == 3 and cfg.run.name == "x" and cfg.model.lora.enabled
+    assert Path(cfg.deepspeed.config).is_absolute() and Path(cfg.run.storage_path).is_absolute()
+
+
+def test_dry_run_prints_resources(repo):
+    r = subprocess.run(
+        [sys.executable, "-m", "jobs.sft", BASE, "--dry-run", "sft.gradient_accumulation_steps=3"],
+        cwd=repo, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert '"world_size": 2' in r.stdout and '"global_batch_size": 24' in r.stdout  # 4 x 3 x 2
+
+
+def test_secrets_are_redacted():
+    from vlm_train.config import redact
+
+    out = redact({"grpo": {"hub_token": "abc", "x": 1}, "env": {"WANDB_API_KEY": "k"}})
+    assert out["grpo"]["hub_token"] == "***" and out["env"]["WANDB_API_KEY"] == "***" and out["grpo"]["x"] == 1

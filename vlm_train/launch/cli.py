@@ -1,0 +1,47 @@
+"""What every job entry point shares: argument parsing, config errors -> exit 2, dry run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from vlm_train.config import ConfigError, JobConfig, dump_config, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
+
+
+def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespace, JobConfig]:
+    """Parse ``CONFIG [key=value ...] [--dry-run]``; exit 2 with a clear message on any config error."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="YAML job config")
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.max_steps=10 run.name=try2")
+    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and Ray resources, then exit")
+    args = ap.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from vlm_train.launch.ray_launch import describe
+
+        plan = describe(cfg)  # pool lookups and capacity checks happen here, before Ray
+    except ConfigError as e:
+        if e.file is None or e.key.startswith("cluster."):
+            # Pool errors are about the job's cluster.* keys: name the job's file, and the
+            # pool file when that is where the problem is.
+            pool_file = f" (pool spec {e.file})" if e.file and str(e.file) != args.config else ""
+            e = ConfigError(e.key, e.reason + pool_file, args.config)
+        print(str(e), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    if args.dry_run:
+        print(dump_config(cfg))
+        print("# ray resources")
+        print(json.dumps(plan, indent=2))
+        raise SystemExit(EXIT_OK)
+    return args, cfg
+
+
+def fail(msg: str, code: int = EXIT_FAILED) -> Any:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
