@@ -44,14 +44,16 @@ reap() {
     for env in /proc/[0-9]*/environ; do
         pid=${env#/proc/}; pid=${pid%/environ}
         [ "$pid" = "$$" ] && continue
-        if tr '\0' '\n' < "$env" 2>/dev/null | grep -qx "VT_RAY_JOB=$VT_RAY_JOB_TAG"; then
+        if tr '\0' '\n' 2>/dev/null < "$env" | grep -qx "VT_RAY_JOB=$VT_RAY_JOB_TAG"; then
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
 }
 
 child=
+stopping=
 on_signal() {
+    stopping=1
     [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
 }
 trap on_signal TERM INT
@@ -67,4 +69,6 @@ done
 wait "$child" 2>/dev/null; rc=${rc:-$?}
 reap
 rm -rf "$VT_RAY_TMPDIR"
+# Stopped on request (teardown, scancel): that is success for this step.
+[ -n "$stopping" ] && exit 0
 exit "$rc"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from local_slurm import LocalSlurm, ensure_installed  # noqa: E402
+from tests.cluster.local_slurm import LocalSlurm, ensure_installed
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from vlm_train.cluster.pools import load_pools
 from vlm_train.cluster.render_common import JobSpec
 from vlm_train.cluster.render_kuberay import KubeOptions, render_raycluster, render_rayjob
 
-from helpers import POOLS_DIR
+from tests.cluster.helpers import POOLS_DIR
 
 SCHEMAS = Path(__file__).parent / "schemas" / "kuberay"
 

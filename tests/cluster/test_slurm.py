@@ -25,6 +25,8 @@ def job_env(**extra: str) -> dict[str, str]:
         "PYTHONPATH": str(REPO),
         # Keep Ray small on shared CI machines.
         "VLM_TRAIN_OBJECT_STORE_BYTES": str(200 * 1024 * 1024),
+        # The wrapper's default; the session conftest turns auth off for its own Ray.
+        "RAY_AUTH_MODE": "token",
         **extra,
     }
 
@@ -104,21 +106,46 @@ def test_wrapper_propagates_job_exit_status(local_slurm, tmp_path):
     assert "unknown pool 'nope'" in (tmp_path / f"slurm-{job}.out").read_text()
 
 
-def test_scancel_mid_run_leaves_no_ray_process(local_slurm, tmp_path):
-    cfg = probe_config(tmp_path, "cancelme")
-    job = local_slurm.sbatch(
-        [f"--output={tmp_path}/slurm-%j.out", f"--cpus-per-task={local_slurm.cpus}", str(WRAPPER), str(cfg)],
-        cwd=REPO, env=job_env(VLM_TRAIN_JOB="vlm_train.cluster.probe_job", VLM_TRAIN_PROBE_SLEEP_S="600"),
+SFT_CONFIG = "configs/debug/internvl_tiny_sft.yaml"
+
+
+def sbatch_sft(local_slurm, tmp_path: Path, name: str, *overrides: str) -> int:
+    return local_slurm.sbatch(
+        [f"--output={tmp_path}/slurm-%j.out", "--nodes=1", f"--cpus-per-task={local_slurm.cpus}", f"--job-name={name}",
+         str(WRAPPER), SFT_CONFIG, f"run.storage_path={tmp_path / 'runs'}", f"run.name={name}", *overrides],
+        cwd=REPO, env=job_env(),
     )
-    probe = tmp_path / "runs" / "cancelme" / "probe.json"
-    end = time.monotonic() + 240
-    while not probe.exists():
-        assert time.monotonic() < end, (tmp_path / f"slurm-{job}.out").read_text()
-        assert local_slurm.state(job) in ("PENDING", "RUNNING", "CONFIGURING")
+
+
+def test_tiny_sft_completes_with_checkpoint(local_slurm, tmp_path):
+    t0 = time.monotonic()
+    job = sbatch_sft(local_slurm, tmp_path, "slurm_sft", "sft.max_steps=4", "sft.save_steps=4")
+    state = local_slurm.wait(job, 900)
+    out = (tmp_path / f"slurm-{job}.out").read_text()
+    assert state == "COMPLETED", out[-6000:]
+    print(f"SLURM tiny SFT wall time: {time.monotonic() - t0:.0f}s")
+    run = tmp_path / "runs" / "slurm_sft"
+    assert (run / "sft" / "checkpoint-000004" / "trainer_state.json").is_file()
+    assert local_slurm.job_info(job)["ExitCode"] == "0:0"
+    assert "sft: steps 0 -> 4 of 4" in (run / f"slurm-{job}" / "job.log").read_text()
+    assert wait_no_processes(job) == []
+    assert not Path(f"/tmp/vt_{job}").exists()
+
+
+def test_scancel_mid_run_leaves_no_ray_process(local_slurm, tmp_path):
+    job = sbatch_sft(local_slurm, tmp_path, "slurm_cancel", "sft.max_steps=400", "sft.save_steps=2")
+    first_ckpt = tmp_path / "runs" / "slurm_cancel" / "sft" / "checkpoint-000002"
+    end = time.monotonic() + 600
+    while not first_ckpt.exists():  # training is under way once a checkpoint lands
+        assert time.monotonic() < end, (tmp_path / f"slurm-{job}.out").read_text()[-4000:]
+        assert local_slurm.state(job) in ("PENDING", "RUNNING", "CONFIGURING"), (tmp_path / f"slurm-{job}.out").read_text()[-4000:]
         time.sleep(1.0)
-    assert any("ray" in cmd for _, cmd in tagged_processes(job)), "Ray should be running before the cancel"
+    running = tagged_processes(job)
+    assert any("raylet" in cmd for _, cmd in running), "Ray should be running before the cancel"
+    assert any("RayTrainWorker" in cmd or "ray::" in cmd for _, cmd in running)
     local_slurm.run(["scancel", str(job)])
     assert local_slurm.wait(job, 120) == "CANCELLED"
     left = wait_no_processes(job, 60)
     assert left == [], f"left behind: {left}"
     assert not Path(f"/tmp/vt_{job}").exists()
+    assert not (tmp_path / "runs" / "slurm_cancel" / "sft" / "checkpoint-000400").exists()

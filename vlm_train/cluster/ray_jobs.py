@@ -85,6 +85,7 @@ def submit_and_follow(
     entrypoint_num_cpus: float | None = None,
     entrypoint_num_gpus: float | None = None,
     out: TextIO = sys.stdout,
+    submit_timeout_s: float = 120.0,
 ) -> int:
     """Submit ``entrypoint`` as a Ray job, stream its log to ``out``, return its exit status.
 
@@ -98,14 +99,9 @@ def submit_and_follow(
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(dashboard)
-    client.submit_job(
-        entrypoint=entrypoint,
-        submission_id=submission_id,
-        runtime_env=runtime_env,
-        entrypoint_resources=entrypoint_resources or None,
-        entrypoint_num_cpus=entrypoint_num_cpus,
-        entrypoint_num_gpus=entrypoint_num_gpus,
-    )
+    _submit_with_retry(client, submit_timeout_s, entrypoint=entrypoint, submission_id=submission_id,
+                       runtime_env=runtime_env, entrypoint_resources=entrypoint_resources or None,
+                       entrypoint_num_cpus=entrypoint_num_cpus, entrypoint_num_gpus=entrypoint_num_gpus)
     print(f"[vlm-train] submitted Ray job {submission_id}: {entrypoint}", file=out, flush=True)
 
     async def follow() -> None:
@@ -129,6 +125,28 @@ def submit_and_follow(
         return 143
     code = info.driver_exit_code
     return int(code) if code not in (None, 0) else 1
+
+
+def _submit_with_retry(client: Any, timeout_s: float, **kw: Any) -> None:
+    """Submit, retrying while the head's job agent is still starting (it lags the node by seconds).
+
+    A retry after a lost reply must not start the job twice: if the submission id is already
+    known, the earlier attempt went through.
+    """
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.submit_job(**kw)
+            return
+        except Exception as e:
+            try:
+                client.get_job_info(kw["submission_id"])
+                return  # the earlier attempt created it
+            except Exception:
+                pass
+            if time.monotonic() > end:
+                raise RuntimeError(f"cannot submit the job within {timeout_s:.0f}s: {e}") from e
+            time.sleep(2.0)
 
 
 def stop_job(dashboard: str, submission_id: str) -> bool:
