@@ -162,6 +162,13 @@ class RewardsConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"iou": 1.0, "format": 0.2})
     iou_threshold: float = 0.5
 
+    def validate(self, prefix: str) -> None:
+        # Imported here so that loading a config stays light; the registry is the one list of names.
+        from vlm_train.rewards.functions import build_reward_funcs
+
+        if self.weights:  # an SFT-only job may select no reward; GRPO checks again when it builds them
+            build_reward_funcs(self.weights, self.iou_threshold, prefix=prefix)
+
 
 @dataclass
 class ClusterConfig:

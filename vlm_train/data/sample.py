@@ -109,6 +109,17 @@ class Sample:
                     out.append(p.media)
         return out
 
+    def image_parts(self) -> list[Part]:
+        """Every part that stands for an image, in message order: image parts and tool
+        responses carrying an image (a file in ``media`` or a crop of ``source`` at ``box``).
+        This is the order of the ``images`` an InputBuilder receives."""
+        return [
+            p
+            for m in self.messages
+            for p in m.content
+            if p.type == "image" or (p.type == "tool_response" and (p.media or (p.source and p.box is not None)))
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 from PIL import Image
 
-from vlm_train.data.sample import Box
+from vlm_train.data.sample import Box, Part
 
 
 def clip_box(box: Box, width: int, height: int) -> Box:
@@ -28,3 +31,31 @@ def crop(image: Image.Image, box: Box, min_size: int = 4) -> Image.Image:
         y1 = max(0, min(h - min_size, cy - min_size // 2))
         y2 = min(h, y1 + min_size)
     return image.crop((x1, y1, x2, y2))
+
+
+def crop_response(source: str, box: Box) -> Part:
+    """The tool message part a crop call produces: re-made from the original at render time."""
+    return Part("tool_response", source=source, box=box)
+
+
+def response_image(
+    part: Part,
+    roots: Sequence[str | os.PathLike],
+    max_pixels: int = 64_000_000,
+    min_size: int = 4,
+) -> Image.Image:
+    """The image a ``tool_response`` part stands for.
+
+    A part with ``source`` + ``box`` is cropped from the original image (so every family and
+    every epoch sees the same pixels without crop files on disk); a part with ``media`` is
+    an image file the data supplied. Paths are confined to ``roots`` like every other medium.
+    """
+    from vlm_train.data.media import MediaError, load_image
+
+    if part.type != "tool_response":
+        raise ValueError(f"not a tool response part: {part.type}")
+    if part.source and part.box is not None:
+        return crop(load_image(part.source, roots, max_pixels), part.box, min_size)
+    if part.media:
+        return load_image(part.media, roots, max_pixels)
+    raise MediaError("tool response has neither an image nor a source + box to crop")

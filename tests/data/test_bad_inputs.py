@@ -1,0 +1,223 @@
+"""The bad-input table of issue 3: each input gets its problem class and a message naming
+where it is; under ``on_error: skip`` none of them stops loading (the good sample survives),
+under ``raise`` each stops it with the same location."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vlm_train.config import DataConfig, SourceConfig
+from vlm_train.data import errors as E
+from vlm_train.data.errors import DataError
+from vlm_train.data.load import load_dataset
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` but that holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _conv(image, user="<image>\nWhat is it?", answer="A square.", **kw):
+    rec = {
+        "id": kw.pop("id", "x"),
+        "conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": answer}],
+        **kw,
+    }
+    if image is not None:
+        rec["image"] = image
+    return json.dumps(rec)
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "root"
+    r.mkdir()
+    Image.new("RGB", (40, 30), "red").save(r / "ok.png")
+    buf = (r / "ok.png").read_bytes()
+    (r / "truncated.png").write_bytes(buf[: len(buf) // 2])
+    (r / "garbage.png").write_bytes(os.urandom(64))
+    (r / "empty.png").write_bytes(b"")
+    (r / "huge.png").write_bytes(_png_header(20000, 20000))
+    (tmp_path / "secret.png").write_bytes(buf)
+    (r / "link.png").symlink_to(tmp_path / "secret.png")
+    return r
+
+
+GOOD = _conv("ok.png", id="good")
+
+# (case, lines of the data file after the good line, expected class, text in the message)
+CASES = [
+    ("missing image", [_conv("nope.png")], E.MISSING_MEDIA, "nope.png: file not found"),
+    ("truncated image", [_conv("truncated.png")], E.CORRUPT_MEDIA, "truncated.png: cannot decode"),
+    ("corrupt bytes", [_conv("garbage.png")], E.CORRUPT_MEDIA, "garbage.png: cannot read image header"),
+    ("zero-size image", [_conv("empty.png")], E.CORRUPT_MEDIA, "empty.png: empty file"),
+    ("20000x20000 header", [_conv("huge.png")], E.TOO_LARGE, "huge.png"),
+    ("path traversal", [_conv("../../etc/passwd")], E.OUTSIDE_ROOT, "outside the image roots"),
+    ("absolute path outside", [_conv("/etc/hostname")], E.OUTSIDE_ROOT, "outside the image roots"),
+    ("symlink escaping", [_conv("link.png")], E.OUTSIDE_ROOT, "secret.png, outside the image roots"),
+    ("malformed JSON", ['{"id": "y", "image": '], E.BAD_JSON, "malformed JSON"),
+    (
+        "unknown role",
+        [json.dumps({"image": "ok.png", "conversations": [{"from": "robot", "value": "<image>\nhi"}]})],
+        E.BAD_ROLE,
+        "unknown role 'robot'",
+    ),
+    (
+        "no assistant turn",
+        [json.dumps({"image": "ok.png", "conversations": [{"from": "human", "value": "<image>\nhi"}]})],
+        E.NO_ASSISTANT,
+        "no assistant turn",
+    ),
+    (
+        "placeholders != images",
+        [_conv("ok.png", user="<image>\n<image>\nTwo?")],
+        E.PLACEHOLDER_MISMATCH,
+        "2 <image> placeholders but 1 image",
+    ),
+    ("crop box x2 < x1", [_conv("ok.png", answer="{Crop a [30, 2, 10, 20]} done")], E.BAD_BOX, "inverted box"),
+    (
+        "crop box outside image",
+        [_conv("ok.png", answer="{Crop a [10, 2, 90, 20]} done")],
+        E.BAD_BOX,
+        "outside the 40x30 image",
+    ),
+    (
+        "non-numeric coordinates",
+        [_conv("ok.png", answer="{Crop a [10, two, 30, 20]} done")],
+        E.BAD_BOX,
+        "non-numeric box coordinate 'two'",
+    ),
+]
+
+
+def _write(tmp_path: Path, lines: list[str]) -> Path:
+    p = tmp_path / "data.jsonl"
+    p.write_text("\n".join([GOOD, *lines]) + "\n")
+    return p
+
+
+def _cfg(path, root, on_error="skip", **kw) -> DataConfig:
+    return DataConfig(
+        train=[SourceConfig(str(path), format="ovis", image_root=str(root))],
+        on_error=on_error,
+        max_error_fraction=1.0,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("case,lines,kind,text", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_skip_and_raise(tmp_path, root, case, lines, kind, text):
+    path = _write(tmp_path, lines)
+    r = load_dataset(_cfg(path, root))
+    assert [s.id for s in r.samples] == ["good"]
+    assert len(r.errors) == 1, r.errors
+    issue = r.errors[0]
+    assert issue.kind == kind and text in issue.reason, str(issue)
+    assert issue.source == str(path) and issue.line == 2
+    assert str(issue).startswith(f"{path}:2")
+    with pytest.raises(DataError, match=f"{path}:2") as ei:
+        load_dataset(_cfg(path, root, on_error="raise"))
+    assert ei.value.issues[0].kind == kind
+
+
+def test_refcoco_box_problems(tmp_path, root):
+    rows = [
+        {"image": "ok.png", "sent": "x", "bbox": [0, 0, 10, 10], "width": 40, "height": 30},
+        {"image": "ok.png", "sent": "x", "bbox": [0, 0, 50, 10], "width": 40, "height": 30},
+        {"image": "ok.png", "sent": "x", "bbox": [20, 0, 10, 10], "width": 40, "height": 30},
+        {"image": "ok.png", "sent": "x", "bbox": [0, "a", 10, 10], "width": 40, "height": 30},
+        {"image": "ok.png", "sent": "x", "bbox": [0, 0, 10, 10], "width": 400, "height": 300},
+    ]
+    p = tmp_path / "ref.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = load_dataset(DataConfig(train=[SourceConfig(str(p), image_root=str(root))], max_error_fraction=1.0))
+    assert len(r.samples) == 1
+    got = [(e.line, e.kind) for e in r.errors]
+    assert got == [(2, E.BAD_BOX), (3, E.BAD_BOX), (4, E.BAD_BOX), (5, E.BAD_FIELD)]
+    assert "outside the 40x30 image" in r.errors[0].reason
+    assert "the data says 400x300 but the file is 40x30" in r.errors[3].reason
+
+
+def test_invalid_utf8_names_the_line(tmp_path, root):
+    p = tmp_path / "data.jsonl"
+    p.write_bytes(GOOD.encode() + b"\n" + b'{"id": "\xff\xfe"}\n')
+    r = load_dataset(_cfg(p, root))
+    assert [(e.kind, e.line) for e in r.errors] == [(E.BAD_ENCODING, 2)]
+    assert [s.id for s in r.samples] == ["good"]
+
+
+def test_invalid_utf8_in_json_list(tmp_path, root):
+    p = tmp_path / "data.json"
+    p.write_bytes(b"[\n" + GOOD.encode() + b',\n{"id": "\xff"}\n]')
+    cfg = DataConfig(train=[SourceConfig(str(p), image_root=str(root))], max_error_fraction=1.0)
+    with pytest.raises(DataError, match="no usable sample"):
+        load_dataset(cfg)
+    from vlm_train.data.formats import read
+
+    issues = list(read(p, "ovis"))
+    assert [(i.kind, i.line) for i in issues] == [(E.BAD_ENCODING, 3)]
+
+
+def test_empty_file(tmp_path, root):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    good = _write(tmp_path, [])
+    cfg = DataConfig(
+        train=[SourceConfig(str(empty), image_root=str(root)), SourceConfig(str(good), image_root=str(root))],
+        max_error_fraction=1.0,
+    )
+    r = load_dataset(cfg)
+    assert [(e.kind, e.source) for e in r.errors] == [(E.EMPTY_FILE, str(empty))]
+    assert len(r.samples) == 1
+
+
+def test_too_long_sample(tmp_path, root):
+    long_answer = "word " * 200
+    p = _write(tmp_path, [_conv("ok.png", answer=long_answer, id="long")])
+    r = load_dataset(
+        _cfg(p, root),
+        length_fn=lambda s: sum(len((pt.text or "").split()) for m in s.messages for pt in m.content),
+        max_length=50,
+    )
+    assert [s.id for s in r.samples] == ["good"]
+    assert [(e.kind, e.line, e.sample_id) for e in r.errors] == [(E.TOO_LONG, 2, "long")]
+    assert "over max_length 50" in r.errors[0].reason
+
+
+def test_small_pixel_cap_from_config(tmp_path, root):
+    p = _write(tmp_path, [])
+    cfg = DataConfig(train=[SourceConfig(str(p), image_root=str(root))], max_image_pixels=1000, max_error_fraction=1.0)
+    with pytest.raises(DataError) as ei:
+        load_dataset(cfg)
+    assert (
+        ei.value.issues[0].kind == E.TOO_LARGE
+        and "40x30 = 1200 pixels, over the 1000-pixel cap" in ei.value.issues[0].reason
+    )
+
+
+def test_all_bad_lines_together_do_not_stop_skip(tmp_path, root):
+    lines = [x for _, ls, _, _ in CASES for x in ls]
+    p = _write(tmp_path, lines)
+    r = load_dataset(_cfg(p, root))
+    assert [s.id for s in r.samples] == ["good"]
+    assert [e.kind for e in r.errors] == [k for _, _, k, _ in CASES]
+    assert [e.line for e in r.errors] == list(range(2, 2 + len(CASES)))
+
+
+def test_header_only_misses_truncation_but_not_bombs(tmp_path, root):
+    p = _write(tmp_path, [_conv("truncated.png"), _conv("huge.png")])
+    r = load_dataset(_cfg(p, root), decode=False)
+    assert [s.id for s in r.samples] == ["good", "x"]  # the truncated file passes a header check
+    assert [e.kind for e in r.errors] == [E.TOO_LARGE]

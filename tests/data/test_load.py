@@ -1,0 +1,97 @@
+"""load_dataset: synthetic splits, sources of every kind, on_error and max_error_fraction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vlm_train.config import DataConfig, SourceConfig, SyntheticConfig
+from vlm_train.data.errors import BAD_JSON, MISSING_MEDIA, DataError
+from vlm_train.data.formats import write
+from vlm_train.data.load import load_dataset
+from vlm_train.data.synthetic import generate
+
+
+def test_synthetic_splits_are_disjoint_and_absolute(tmp_path):
+    cfg = DataConfig(synthetic=SyntheticConfig(n=10, n_eval=6, seed=4))
+    tr = load_dataset(cfg, "train", work_dir=tmp_path)
+    ev = load_dataset(cfg, "eval", work_dir=tmp_path)
+    assert tr.stats["samples"] == 10 and ev.stats["samples"] == 6
+    paths_tr = {s.messages[0].content[0].media for s in tr.samples}
+    paths_ev = {s.messages[0].content[0].media for s in ev.samples}
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths_tr | paths_ev)
+    assert not {Path(p).read_bytes() for p in paths_tr} & {Path(p).read_bytes() for p in paths_ev}
+    assert all(any(p.startswith(r) for r in tr.image_roots) for p in paths_tr)
+    assert tr.samples[0].image_sizes == [(64, 64)]
+
+
+def test_family_formatters_are_used(tmp_path):
+    class Fam:
+        @staticmethod
+        def box_to_text(box, w, h):
+            return f"<box>{int(box.x1)}</box>"
+
+        @staticmethod
+        def grounding_prompt(phrase):
+            return f"where is {phrase}"
+
+    r = load_dataset(DataConfig(synthetic=SyntheticConfig(n=3)), "train", work_dir=tmp_path, family=Fam)
+    s = r.samples[0]
+    assert s.messages[0].content[1].text == f"where is {s.targets[0].phrase}"
+    assert s.messages[1].content[0].text == f"<ref>{s.targets[0].phrase}</ref><box>{int(s.targets[0].box.x1)}</box>"
+
+
+def test_missing_synthetic_work_dir_and_no_data():
+    with pytest.raises(ValueError, match="work_dir"):
+        load_dataset(DataConfig(synthetic=SyntheticConfig(n=2)), "train")
+    assert load_dataset(DataConfig(), "eval").samples == []
+    with pytest.raises(DataError, match="no training data"):
+        load_dataset(DataConfig(), "train")
+
+
+def _source_with_bad_lines(tmp_path, n_good=20):
+    samples = generate(tmp_path, n_good, seed=0)
+    path = tmp_path / "train.jsonl"
+    write(samples, path, "ovis")
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[0])
+    bad["image"] = "images/nope.png"
+    lines.insert(3, json.dumps(bad))
+    lines.insert(5, "{not json")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_skip_counts_and_names_lines(tmp_path, caplog):
+    path = _source_with_bad_lines(tmp_path)
+    cfg = DataConfig(train=[SourceConfig(str(path))], on_error="skip", max_error_fraction=0.2)
+    r = load_dataset(cfg)
+    assert len(r.samples) == 20
+    kinds = {(e.kind, e.line) for e in r.errors}
+    assert kinds == {(MISSING_MEDIA, 4), (BAD_JSON, 6)}
+    assert r.stats["skipped"] == 2 and r.stats["read"] == 21
+    assert f"{path}:6" in caplog.text and f"{path}:4" in caplog.text
+
+
+def test_raise_stops_at_first_problem(tmp_path):
+    path = _source_with_bad_lines(tmp_path)
+    cfg = DataConfig(train=[SourceConfig(str(path))], on_error="raise")
+    with pytest.raises(DataError, match=rf"{path}:4.*missing_media"):
+        load_dataset(cfg)
+
+
+def test_error_fraction_exceeded(tmp_path):
+    path = _source_with_bad_lines(tmp_path, n_good=10)
+    cfg = DataConfig(train=[SourceConfig(str(path))], on_error="skip", max_error_fraction=0.1)
+    with pytest.raises(DataError, match=r"2 of 12 samples .* over data.max_error_fraction=0.1"):
+        load_dataset(cfg)
+
+
+def test_repeat_applies(tmp_path):
+    samples = generate(tmp_path, 4, seed=0)
+    path = tmp_path / "d.jsonl"
+    write(samples, path, "canonical")
+    r = load_dataset(DataConfig(train=[SourceConfig(str(path), repeat=2.5)]))
+    assert [s.id for s in r.samples] == [s.id for s in samples] * 2 + [s.id for s in samples[:2]]

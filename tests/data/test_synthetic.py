@@ -1,0 +1,127 @@
+"""Synthetic grounding data: deterministic, boxes on the drawn shapes, phrases that need every word."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlm_train.data import coords
+from vlm_train.data.sample import Sample
+from vlm_train.data.synthetic import COLOURS, KINDS, _holds, generate
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_seed_same_data_and_prefix_stable(tmp_path):
+    a = generate(tmp_path / "a", 12, seed=3, kind="mixed")
+    b = generate(tmp_path / "b", 12, seed=3, kind="mixed")
+    c = generate(tmp_path / "c", 5, seed=3, kind="mixed")
+    assert [s.to_dict() for s in a] == [s.to_dict() for s in b]
+    assert [s.to_dict() for s in a[:5]] == [s.to_dict() for s in c]
+    for s in a:
+        rel = s.messages[0].content[0].media
+        assert _digest(tmp_path / "a" / rel) == _digest(tmp_path / "b" / rel)
+
+
+def test_other_seed_other_images(tmp_path):
+    a = generate(tmp_path / "a", 8, seed=0)
+    b = generate(tmp_path / "b", 8, seed=1)
+    da = {_digest(tmp_path / "a" / s.messages[0].content[0].media) for s in a}
+    db = {_digest(tmp_path / "b" / s.messages[0].content[0].media) for s in b}
+    assert not da & db
+
+
+def test_boxes_cover_the_named_colour(tmp_path):
+    samples = generate(tmp_path, 40, seed=7, image_size=64, max_shapes=3)
+    for s in samples:
+        im = np.asarray(Image.open(tmp_path / s.messages[0].content[0].media).convert("RGB")).astype(int)
+        t = s.targets[0]
+        colour = s.regions[s.meta["target_index"]].phrase.split()[1]
+        assert colour in t.phrase
+        x1, y1, x2, y2 = (int(v) for v in t.box.as_list())
+        inside = im[y1:y2, x1:x2]
+        match = (np.abs(inside - np.array(COLOURS[colour])).sum(-1) < 10).mean()
+        # circles/triangles/diamonds fill ~50-80% of their box; none of it is another shape's colour
+        assert match > 0.35, (s.id, t.phrase, match)
+        outside = np.ones(im.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        other_regions = [r.box for r in s.regions if r.box != t.box]
+        for b in other_regions:
+            outside[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)] = False
+        # no coloured pixels outside the annotated boxes: boxes are complete
+        assert (np.abs(im[outside] - im[0, 0]).sum(-1) < 10).all()
+
+
+def test_phrase_needs_its_words(tmp_path):
+    samples = generate(tmp_path, 300, seed=11, max_shapes=3)
+    modes = Counter(s.meta["mode"] for s in samples)
+    assert {"single", "colour", "size", "relation"} <= set(modes)
+    for s in samples:
+        n = s.meta["n_shapes"]
+        assert len(s.regions) == n
+        names = [r.phrase.split() for r in s.regions]  # [size, colour, kind]
+        target = s.regions[s.meta["target_index"]]
+        assert target.box == s.targets[0].box
+        size, colour, kind = target.phrase.split()
+        if n == 1:
+            continue
+        # Without attribute words, "the <kind>" is ambiguous: another shape of the same kind exists.
+        assert sum(1 for w in names if w[2] == kind) >= 2, s.targets[0].phrase
+        mode = s.meta["mode"]
+        if mode == "colour":
+            assert sum(1 for w in names if w[1:] == [colour, kind]) == 1
+        elif mode == "size":
+            assert s.targets[0].phrase == f"the {size} {colour} {kind}"
+            assert sum(1 for w in names if w == [size, colour, kind]) == 1
+            assert any(w[1:] == [colour, kind] and w[0] != size for w in names)
+        elif mode == "relation":
+            phrase = s.targets[0].phrase
+            rel = next(r for r in ("left of", "right of", "above", "below") if f" {r} " in phrase)
+            anchor_name = phrase.split(f" {rel} the ")[1].split()
+            anchor = next(r for r in s.regions if r.phrase.split()[1:] == anchor_name)
+            twins = [r for r in s.regions if r.phrase.split()[1:] == [colour, kind]]
+            assert len(twins) == 2
+            assert [_holds(rel, r.box, anchor.box) for r in twins].count(True) == 1
+            assert _holds(rel, target.box, anchor.box)
+
+
+def test_grounding_answer_uses_given_formatters(tmp_path):
+    def unit_text(box, w, h):
+        x1, y1, x2, y2 = coords.to_unit(box, w, h)
+        return f"<box>({x1:.3f},{y1:.3f}),({x2:.3f},{y2:.3f})</box>"
+
+    s = generate(tmp_path, 1, seed=0, box_text=unit_text, prompt=lambda p: f"Find <ref>{p}</ref>.")[0]
+    t = s.targets[0]
+    assert s.messages[0].content[1].text == f"Find <ref>{t.phrase}</ref>."
+    assert s.messages[1].content[0].text == f"<ref>{t.phrase}</ref>" + unit_text(t.box, 64, 64)
+    default = generate(tmp_path / "d", 1, seed=0)[0]
+    assert coords.internvl_text_to_boxes(default.messages[1].content[0].text, 64, 64)[0].as_list() == pytest.approx(
+        t.box.as_list(), abs=0.1
+    )
+
+
+def test_toolqa_crops_the_target(tmp_path):
+    samples = generate(tmp_path, 20, seed=2, kind="toolqa")
+    for s in samples:
+        roles = [m.role for m in s.messages]
+        assert roles == ["user", "assistant", "tool", "assistant"]
+        call = s.messages[1].content[-1]
+        assert call.type == "tool_call" and call.tool == "crop"
+        assert call.box == s.targets[0].box
+        resp = s.messages[2].content[0]
+        assert resp.type == "tool_response" and resp.source == s.messages[0].content[0].media and resp.box == call.box
+        assert s.messages[3].content[0].text.endswith(f"<answer>{s.meta['answer']}</answer>")
+        assert Sample.from_json(s.to_json()).to_dict() == s.to_dict()
+
+
+def test_vocabulary_is_covered(tmp_path):
+    samples = generate(tmp_path, 200, seed=5, max_shapes=3)
+    kinds = Counter(r.phrase.split()[2] for s in samples for r in s.regions)
+    colours = Counter(r.phrase.split()[1] for s in samples for r in s.regions)
+    assert set(kinds) == set(KINDS) and set(colours) == set(COLOURS)

@@ -1,0 +1,77 @@
+"""Crop calls in SFT text (three syntaxes) become tool_call + tool_response messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlm_train.data.errors import BAD_BOX, SampleProblem
+from vlm_train.data.sample import Box
+from vlm_train.data.toolcalls import find_tool_calls, join_tool_calls, split_tool_calls
+
+
+@pytest.mark.parametrize(
+    "call,label",
+    [
+        ("{Crop person [0.00, 141.43, 79.23, 480.00]}", "person"),
+        ("<tool_call>[0.00, 141.43, 79.23, 480.00]</tool_call>", ""),
+        ("<tool_call>Crop person [0, 141.43, 79.23, 480]</tool_call>", "person"),
+        ('<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 141.43, 79.23, 480]}}</tool_call>', ""),
+        ('{"name": "crop", "arguments": {"bbox_2d": [0, 141.43, 79.23, 480], "label": "person"}}', "person"),
+    ],
+)
+def test_each_syntax_becomes_a_crop_call(call, label):
+    text = f"<think>\nLook.\n{call}\nA jacket.\n</think>"
+    msgs = split_tool_calls(text, "img.jpg", (640, 480))
+    assert [m.role for m in msgs] == ["assistant", "tool", "assistant"]
+    assert msgs[0].content[0].text == "<think>\nLook.\n"
+    tc = msgs[0].content[-1]
+    assert (tc.type, tc.tool, tc.label or "", tc.box, tc.text) == (
+        "tool_call",
+        "crop",
+        label,
+        Box(0, 141.43, 79.23, 480),
+        call,
+    )
+    resp = msgs[1].content[0]
+    assert (resp.type, resp.source, resp.box) == ("tool_response", "img.jpg", tc.box)
+    assert msgs[2].content[0].text == "\nA jacket.\n</think>"
+    assert join_tool_calls(msgs) == text
+
+
+def test_json_calls_in_family_coordinates():
+    text = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [100, 100, 500, 500]}}</tool_call>'
+    assert split_tool_calls(text, "i", (640, 480), json_coords="1000")[0].content[-1].box == Box(64, 48, 320, 240)
+    text = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0.1, 0.1, 0.5, 0.5]}}</tool_call>'
+    assert split_tool_calls(text, "i", (640, 480), json_coords="unit")[0].content[-1].box == Box(64, 48, 320, 240)
+    with pytest.raises(SampleProblem, match="image size is unknown"):
+        split_tool_calls(text, "i", None, json_coords="unit")
+
+
+def test_several_calls_and_nested_forms():
+    text = "a {Crop x [1, 2, 3, 4]} b <tool_call>{Crop y [5, 6, 7, 8]}</tool_call> c {Crop[0, 0, 2, 2]}"
+    calls = find_tool_calls(text)
+    assert [(c.label, c.values) for c in calls] == [("x", [1, 2, 3, 4]), ("y", [5, 6, 7, 8]), ("", [0, 0, 2, 2])]
+    msgs = split_tool_calls(text, "i")
+    assert [m.role for m in msgs] == ["assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert join_tool_calls(msgs) == text
+
+
+def test_no_call_and_bad_calls():
+    msgs = split_tool_calls("plain answer", None)
+    assert len(msgs) == 1 and msgs[0].content[0].text == "plain answer"
+    for bad, msg in [
+        ("{Crop a [1, 2, b, 4]}", "non-numeric"),
+        ("{Crop a [1, 2, 3]}", "4 numbers"),
+        ("<tool_call>zoom in please</tool_call>", "cannot parse tool call"),
+        ('<tool_call>{"name": "crop", "arguments": {}}</tool_call>', "no bbox_2d"),
+        ("{Crop a [1, 2, 3, 4]", "malformed tool call at character 0"),
+        ("text <tool_call>[1, 2, 3, 4]", "malformed tool call at character 5"),
+    ]:
+        with pytest.raises(SampleProblem, match=msg) as ei:
+            split_tool_calls(bad, "i")
+        assert ei.value.kind == BAD_BOX
+    with pytest.raises(SampleProblem, match="needs an image"):
+        split_tool_calls("{Crop a [1, 2, 3, 4]}", None)
+    # another tool's JSON call is text, not a crop
+    other = '{"name": "identify", "arguments": {}}'
+    assert len(split_tool_calls(other, "i")) == 1

@@ -1,0 +1,113 @@
+"""What every format module shares: read options, the record -> sample error wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlm_train.data import coords
+from vlm_train.data.errors import BAD_FIELD, DataIssue, SampleProblem
+from vlm_train.data.sample import Box, Message, Sample
+from vlm_train.data.toolcalls import CoordSystem, split_tool_calls
+
+
+@dataclass
+class ReadOptions:
+    """How a reader interprets a file.
+
+    Attributes:
+        image_root: folder relative media paths resolve against (default: the file's folder).
+        box_text: family box text for (box, width, height); used where a format stores a
+            box rather than a text answer (RefCOCO).
+        prompt: family grounding prompt for a phrase (RefCOCO).
+        json_coords: coordinate system of JSON crop calls in assistant text.
+    """
+
+    image_root: str | None = None
+    box_text: Callable[[Box, int, int], str] = coords.internvl_box_text
+    prompt: Callable[[str], str] = coords.internvl_grounding_prompt
+    json_coords: CoordSystem = "pixels"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def root_for(self, path: str | Path) -> str:
+        return str(Path(self.image_root or Path(path).parent).resolve())
+
+
+RecordFn = Callable[[Any, str, int], list[Sample]]
+
+
+def samples_from_records(records: Iterator[Any], source: str, convert: RecordFn) -> Iterator[Sample | DataIssue]:
+    """Apply ``convert(record, source, line)`` to every record, turning problems into issues."""
+    for rec in records:
+        if isinstance(rec, DataIssue):
+            yield rec
+            continue
+        line, obj = rec
+        sid = str(obj.get("id")) if isinstance(obj, dict) and obj.get("id") is not None else None
+        try:
+            yield from convert(obj, source, line)
+        except SampleProblem as e:
+            yield DataIssue(e.kind, e.reason, source, line, sid)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # Wrong field types in hand-edited data: report, never crash the whole read.
+            yield DataIssue(BAD_FIELD, f"{type(e).__name__}: {e}", source, line, sid)
+
+
+def stamp(sample: Sample, source: str, line: int, root: str) -> Sample:
+    """Record where a sample came from; media resolution and error messages use it."""
+    sample.meta.setdefault("source", source)
+    sample.meta.setdefault("line", line)
+    sample.meta.setdefault("image_root", root)
+    return sample
+
+
+def assistant_messages(text: str, images: list[str], size: tuple[int, int] | None, opts: ReadOptions) -> list[Message]:
+    """An assistant turn; crop calls in it become tool_call + tool messages."""
+    return split_tool_calls(text, images[0] if images else None, size, opts.json_coords)
+
+
+def require_dict(obj: Any, what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise SampleProblem(BAD_FIELD, f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def media_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for v in items:
+        if isinstance(v, dict) and isinstance(v.get("path"), str):  # HF datasets' Image feature
+            v = v["path"]
+        if not isinstance(v, str) or not v:
+            raise SampleProblem(BAD_FIELD, f"{key!r} must be a path or a list of paths, got {v!r}")
+        out.append(v)
+    return out
+
+
+def record_id(obj: dict[str, Any], source: str, line: int) -> tuple[str, dict[str, Any]]:
+    """(sample id, meta to remember how the file spelled it) of a record.
+
+    Records without an id get ``<file stem>:<line>``; writers leave such ids out again, and
+    write a numeric id back as a number, so files round-trip unchanged.
+    """
+    raw = obj.get("id")
+    if raw is None:
+        return f"{Path(source).stem}:{line}", {"id_generated": True}
+    return str(raw), ({} if isinstance(raw, str) else {"id_raw": raw})
+
+
+def written_id(sample: Sample) -> Any | None:
+    """The id to write for ``sample`` (None: the source had none)."""
+    if sample.meta.get("id_generated"):
+        return None
+    return sample.meta.get("id_raw", sample.id)
+
+
+def with_id(sample: Sample, rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` with the sample's id first (when it has one to write)."""
+    sid = written_id(sample)
+    return ({"id": sid} if sid is not None else {}) | rec

@@ -1,0 +1,309 @@
+"""Synthetic grounding data: coloured shapes, referring expressions, boxes, crop-tool QnA.
+
+Deterministic by seed: sample ``i`` of seed ``s`` depends only on (s, i), so the first k
+samples of a larger set equal a set of k samples, and two seeds give two different sets.
+
+Each image holds 1..``max_shapes`` non-overlapping shapes. With several shapes the
+expression is built so that every attribute or relation word in it is needed (see the
+CPU-learning notes in DESIGN.md: a model that only learns "box a shape" must fail):
+
+- ``colour``: another shape of the same kind in another colour (and, with 3+ shapes, a
+  shape of the same colour and another kind): "the red circle";
+- ``size``: the same kind and colour in the other size (and a same-kind, same-size shape of
+  another colour): "the small red circle";
+- ``relation``: two shapes of the same kind and colour, one on each side of an anchor
+  shape: "the blue square left of the green triangle".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, ImageDraw
+
+from vlm_train.data import coords
+from vlm_train.data.coords import grounding_answer
+from vlm_train.data.sample import Box, GroundingTarget, Message, Part, Sample
+from vlm_train.data.toolcalls import format_crop_brace, split_tool_calls
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 200, 30),
+    "purple": (140, 60, 180),
+    "orange": (245, 130, 30),
+}
+KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
+# Side length as a fraction of the image side; the gap between the classes keeps
+# "small" and "large" unambiguous to the eye.
+SIZE_RANGES: dict[str, tuple[float, float]] = {"small": (0.14, 0.20), "large": (0.28, 0.36)}
+RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+GAP = 2  # pixels between shapes, so boxes never touch
+
+Kind = Literal["grounding", "toolqa", "mixed"]
+
+
+@dataclass
+class Shape:
+    kind: str
+    colour: str
+    size: str
+    box: Box | None = None
+
+    def name(self, with_size: bool = False) -> str:
+        words = ([self.size] if with_size else []) + [self.colour, self.kind]
+        return " ".join(words)
+
+
+@dataclass
+class Scene:
+    shapes: list[Shape]
+    target: int
+    mode: str
+    phrase: str
+
+
+# ---- scene construction --------------------------------------------------------------
+
+
+def _other(rng: random.Random, options: tuple[str, ...] | list[str], *exclude: str) -> str:
+    return rng.choice([o for o in options if o not in exclude])
+
+
+def _attributes(rng: random.Random, n: int, mode: str) -> tuple[list[Shape], str]:
+    """Shapes (target first) and the relation word for ``mode``; no positions yet."""
+    colours, sizes = tuple(COLOURS), tuple(SIZE_RANGES)
+    t = Shape(rng.choice(KINDS), rng.choice(colours), rng.choice(sizes))
+    shapes = [t]
+    relation = ""
+    if mode == "colour":
+        shapes.append(Shape(t.kind, _other(rng, colours, t.colour), rng.choice(sizes)))
+        if n >= 3:
+            shapes.append(Shape(_other(rng, KINDS, t.kind), t.colour, rng.choice(sizes)))
+    elif mode == "size":
+        shapes.append(Shape(t.kind, t.colour, _other(rng, sizes, t.size)))
+        if n >= 3:
+            shapes.append(Shape(t.kind, _other(rng, colours, t.colour), t.size))
+    elif mode == "relation":
+        relation = rng.choice(RELATIONS)
+        # Small shapes so that three fit in a row of a small image.
+        t.size = "small"
+        shapes.append(Shape(t.kind, t.colour, "small"))
+        ak = rng.choice(KINDS)
+        ac = _other(rng, colours, t.colour) if ak == t.kind else rng.choice(colours)
+        shapes.append(Shape(ak, ac, "small"))
+    taken = {(s.kind, s.colour) for s in shapes}
+    while len(shapes) < n:
+        # Fillers never share kind+colour with a named shape, so they never compete.
+        k, c = rng.choice(KINDS), rng.choice(colours)
+        if (k, c) not in taken:
+            shapes.append(Shape(k, c, rng.choice(sizes)))
+            taken.add((k, c))
+    return shapes, relation
+
+
+def _place(rng: random.Random, shapes: list[Shape], image_size: int, tries: int = 60) -> bool:
+    placed: list[Box] = []
+    for s in shapes:
+        lo, hi = SIZE_RANGES[s.size]
+        side = max(4, round(rng.uniform(lo, hi) * image_size))
+        for _ in range(tries):
+            x = rng.randint(1, image_size - side - 1)
+            y = rng.randint(1, image_size - side - 1)
+            b = Box(float(x), float(y), float(x + side), float(y + side))
+            if all(
+                b.x2 + GAP <= o.x1 or o.x2 + GAP <= b.x1 or b.y2 + GAP <= o.y1 or o.y2 + GAP <= b.y1 for o in placed
+            ):
+                s.box = b
+                placed.append(b)
+                break
+        else:
+            return False
+    return True
+
+
+def _holds(relation: str, a: Box, anchor: Box) -> bool:
+    """``a`` lies entirely on the ``relation`` side of ``anchor``."""
+    return {
+        "left of": a.x2 <= anchor.x1,
+        "right of": a.x1 >= anchor.x2,
+        "above": a.y2 <= anchor.y1,
+        "below": a.y1 >= anchor.y2,
+    }[relation]
+
+
+_OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
+    """One scene whose phrase singles out the target and needs every word it has."""
+    n = rng.randint(1, max_shapes)
+    modes = ["single"] if n == 1 else ["colour", "size"] + (["relation"] if n >= 3 else [])
+    mode = rng.choice(modes)
+    for _attempt in range(200):
+        shapes, relation = _attributes(rng, n, mode)
+        if not _place(rng, shapes, image_size):
+            continue
+        t = shapes[0]
+        if mode == "relation":
+            d, anchor = shapes[1], shapes[2]
+            assert t.box and d.box and anchor.box
+            # The distractor must sit clearly on the other side, or the phrase is ambiguous.
+            if not (_holds(relation, t.box, anchor.box) and _holds(_OPPOSITE[relation], d.box, anchor.box)):
+                continue
+            phrase = f"the {t.name()} {relation} the {anchor.name()}"
+        else:
+            phrase = f"the {t.name(with_size=(mode == 'size'))}"
+        # Shuffle so the target's index carries no information; keep track of it.
+        order = list(range(len(shapes)))
+        rng.shuffle(order)
+        return Scene([shapes[i] for i in order], order.index(0), mode, phrase)
+    if mode == "single":
+        raise RuntimeError(f"cannot place one shape in a {image_size}px image")
+    # Crowded small images: fall back to the easiest mode that still needs its words.
+    return make_scene_mode(rng, image_size, n, "colour")
+
+
+def make_scene_mode(rng: random.Random, image_size: int, n: int, mode: str) -> Scene:
+    for _attempt in range(400):
+        shapes, _ = _attributes(rng, n, mode)
+        if _place(rng, shapes, image_size):
+            order = list(range(len(shapes)))
+            rng.shuffle(order)
+            return Scene([shapes[i] for i in order], order.index(0), mode, f"the {shapes[0].name()}")
+    raise RuntimeError(f"cannot place {n} shapes in a {image_size}px image; use a larger image_size")
+
+
+def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Image.Image:
+    im = Image.new("RGB", (image_size, image_size), background)
+    d = ImageDraw.Draw(im)
+    for s in scene.shapes:
+        assert s.box is not None
+        x1, y1, x2, y2 = int(s.box.x1), int(s.box.y1), int(s.box.x2) - 1, int(s.box.y2) - 1
+        fill = COLOURS[s.colour]
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        if s.kind == "circle":
+            d.ellipse([x1, y1, x2, y2], fill=fill)
+        elif s.kind == "square":
+            d.rectangle([x1, y1, x2, y2], fill=fill)
+        elif s.kind == "triangle":
+            d.polygon([(x1, y2), (x2, y2), (mx, y1)], fill=fill)
+        else:  # diamond
+            d.polygon([(mx, y1), (x2, my), (mx, y2), (x1, my)], fill=fill)
+    return im
+
+
+# ---- samples -------------------------------------------------------------------------
+
+BoxText = Callable[[Box, int, int], str]
+Prompt = Callable[[str], str]
+
+
+def position_word(box: Box, width: int, height: int) -> str:
+    """Where a box's centre lies on a 3x3 grid: 'top left' ... 'centre' ... 'bottom right'."""
+    cx, cy = (box.x1 + box.x2) / 2 / width, (box.y1 + box.y2) / 2 / height
+    col = "left" if cx < 1 / 3 else "right" if cx >= 2 / 3 else ""
+    row = "top" if cy < 1 / 3 else "bottom" if cy >= 2 / 3 else ""
+    return " ".join(w for w in (row, col) if w) or "centre"
+
+
+def toolqa_texts(scene: Scene, image_size: int) -> tuple[str, str, str]:
+    """(question, seed-style reasoning A3 with a ``{Crop ..}`` call, short answer)."""
+    t = scene.shapes[scene.target]
+    assert t.box is not None
+    where = position_word(t.box, image_size, image_size)
+    q = f"Where in the image is {scene.phrase}?"
+    answer = f"It is in the {where} of the image." if where != "centre" else "It is in the centre of the image."
+    a3 = (
+        f"<think>\nI need to find {scene.phrase}.\n{format_crop_brace(t.name(), t.box)}\n"
+        f"In the crop I can see a {t.name(with_size=True)}.\n</think>\n\n<answer>{answer}</answer>"
+    )
+    return q, a3, answer
+
+
+def generate(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    image_size: int = 64,
+    max_shapes: int = 3,
+    kind: Kind = "grounding",
+    box_text: BoxText = coords.internvl_box_text,
+    prompt: Prompt = coords.internvl_grounding_prompt,
+) -> list[Sample]:
+    """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
+
+    Args:
+        out_dir: directory for the images; it is the samples' image root (media paths are
+            relative to it).
+        n: number of samples.
+        seed: everything is a function of (seed, sample index).
+        image_size: side of the square images in pixels.
+        max_shapes: shapes per image are drawn uniformly from 1..max_shapes.
+        kind: "grounding" (prompt -> box text), "toolqa" (question -> reasoning that crops
+            the target, then the answer) or "mixed" (each sample either, by the seed).
+        box_text: the family's box text for (box, width, height); default InternVL 0-1000.
+        prompt: the family's grounding prompt for a phrase; default InternVL's RefCOCO prompt.
+
+    Returns:
+        Samples with ``targets`` (the phrase and its pixel box), ``regions`` (every shape),
+        ``image_sizes`` and ``meta`` (n_shapes, mode, kind, answer, seed, index).
+    """
+    if n < 0 or max_shapes < 1 or image_size < 16:
+        raise ValueError(f"need n >= 0, max_shapes >= 1, image_size >= 16 (got {n}, {max_shapes}, {image_size})")
+    if kind not in ("grounding", "toolqa", "mixed"):
+        raise ValueError(f"kind must be grounding, toolqa or mixed, got {kind!r}")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i in range(n):
+        # String seeds hash deterministically (unlike hash()), independent of PYTHONHASHSEED.
+        rng = random.Random(f"vlm_train.synthetic/{seed}/{i}")
+        scene = make_scene(rng, image_size, max_shapes)
+        grey = rng.randint(225, 255)
+        rel = f"images/{seed}_{i:06d}.png"
+        draw(scene, image_size, (grey, grey, grey)).save(out / rel)
+        this_kind = kind if kind != "mixed" else rng.choice(("grounding", "toolqa"))
+        samples.append(_sample(scene, rel, image_size, this_kind, box_text, prompt, seed, i))
+    return samples
+
+
+def _sample(
+    scene: Scene, rel: str, size: int, kind: str, box_text: BoxText, prompt: Prompt, seed: int, i: int
+) -> Sample:
+    t = scene.shapes[scene.target]
+    assert t.box is not None
+    regions = [GroundingTarget(s.name(with_size=True), s.box) for s in scene.shapes if s.box is not None]
+    meta = {
+        "n_shapes": len(scene.shapes),
+        "mode": scene.mode,
+        "kind": kind,
+        "seed": seed,
+        "index": i,
+        "target_index": scene.target,
+    }
+    if kind == "grounding":
+        answer = grounding_answer(scene.phrase, t.box, size, size, box_text)
+        messages = [
+            Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),
+            Message("assistant", [Part("text", text=answer)]),
+        ]
+        meta["answer"] = answer
+    else:
+        q, a3, answer = toolqa_texts(scene, size)
+        messages = [Message("user", [Part("image", media=rel), Part("text", text=q)])]
+        messages += split_tool_calls(a3, rel, (size, size))
+        meta["answer"] = answer
+    return Sample(
+        id=f"synth-{seed}-{i:06d}",
+        messages=messages,
+        image_sizes=[(size, size)],
+        targets=[GroundingTarget(scene.phrase, t.box)],
+        regions=regions,
+        meta=meta,
+    )
