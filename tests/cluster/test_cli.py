@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from vlm_train.cli import main as vlm_main
-
 from tests.cluster.helpers import POOLS_DIR, REPO, write_config
+from vlm_train.cli import main as vlm_main
 
 
 def test_render_each_format_to_a_file(tmp_path, monkeypatch, capsys):

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster.helpers import POOLS_DIR
 from vlm_train.cluster.pools import load_pool, load_pools, placement_for
 from vlm_train.config_base import ConfigError
-
-from tests.cluster.helpers import POOLS_DIR
 
 GOOD = yaml.safe_load((POOLS_DIR / "l40s-48gb.yaml").read_text())
 

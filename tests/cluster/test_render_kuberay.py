@@ -11,11 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.cluster.helpers import POOLS_DIR
 from vlm_train.cluster.pools import load_pools
 from vlm_train.cluster.render_common import JobSpec
 from vlm_train.cluster.render_kuberay import KubeOptions, render_raycluster, render_rayjob
-
-from tests.cluster.helpers import POOLS_DIR
 
 SCHEMAS = Path(__file__).parent / "schemas" / "kuberay"
 

@@ -10,12 +10,11 @@ import pytest
 import ray
 import yaml
 
+from tests.cluster.helpers import POOLS_DIR, REPO
 from vlm_train.cluster.pools import load_pool, load_pools
 from vlm_train.cluster.render_common import JobSpec
 from vlm_train.cluster.render_ray import load_profile, render_ray_cluster
 from vlm_train.config_base import ConfigError
-
-from tests.cluster.helpers import POOLS_DIR, REPO
 
 RAY_SCHEMA = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
 PROFILE = REPO / "cluster" / "launcher" / "aws.yaml"

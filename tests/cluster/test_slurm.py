@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,24 +76,36 @@ def test_trivial_batch_job_runs(local_slurm, tmp_path):
     assert f"in {job}" in out.read_text()
 
 
-def test_wrapper_runs_probe_job_through_ray_job_api(local_slurm, tmp_path):
+def test_slurm_submit_cli_runs_probe_job_through_ray_job_api(local_slurm, tmp_path):
+    """`vlm-train slurm submit` -> real sbatch with the pool's directives -> wrapper -> Ray -> job."""
     cfg = probe_config(tmp_path, "probe")
-    job = local_slurm.sbatch(
-        [f"--output={tmp_path}/slurm-%j.out", "--nodes=1", f"--cpus-per-task={local_slurm.cpus}", str(WRAPPER), str(cfg)],
-        cwd=REPO, env=job_env(VLM_TRAIN_JOB="vlm_train.cluster.probe_job"),
+    r = subprocess.run(
+        [sys.executable, "-m", "vlm_train.cli", "slurm", "submit", str(cfg), "--pool", "local-cpu", "--nodes", "1",
+         "--job", "vlm_train.cluster.probe_job"],
+        cwd=REPO, env={**local_slurm.env, **job_env()}, capture_output=True, text=True, timeout=120,
     )
+    assert r.returncode == 0, r.stderr
+    job = int(re.search(r"submitted job (\d+)", r.stdout).group(1))
+    info = local_slurm.job_info(job)
+    # Directives from the local-cpu pool spec: 2 CPUs per node, 16 GB, 24 h.
+    assert (info["NumCPUs"], info["NumNodes"].split("-")[0], info["JobName"]) == ("2", "1", "vlm_train-probe")
+    assert (info["TimeLimit"], info["MinMemoryNode"]) == ("1-00:00:00", "16G")
     state = local_slurm.wait(job, 300)
-    log = (tmp_path / f"slurm-{job}.out").read_text()
-    assert state == "COMPLETED", log
-    report = json.loads((tmp_path / "runs" / "probe" / "probe.json").read_text())
+    run = tmp_path / "runs" / "probe"
+    log = (run / f"slurm-{job}.out").read_text()
+    assert state == "COMPLETED", log[-4000:]
+    report = json.loads((run / "probe.json").read_text())
     # local-cpu: two worker slots on the node, each reserved through the pool's placement.
     assert len(report["workers"]) == 2 and report["nodes_alive"] == 1
     assert report["cluster_resources"]["CPU"] == local_slurm.cpus
-    logs = tmp_path / "runs" / "probe" / f"slurm-{job}"
+    logs = run / f"slurm-{job}"
     assert "probe_job: 2 workers" in (logs / "job.log").read_text()
-    assert (logs / "ray-head-vm.log").exists() or list(logs.glob("ray-head-*.log"))
+    assert list(logs.glob("ray-head-*.log")) and list(logs.glob("ray-logs-*/raylet.out"))
     token = logs / ".ray_auth_token"
     assert token.stat().st_mode & 0o077 == 0, "the per-job Ray token must be private"
+    # The dashboard / job API listened on the head's address, not on every interface.
+    head_log = next(logs.glob("ray-head-*.log")).read_text()
+    assert "--dashboard-host=0.0.0.0" not in head_log and "--dashboard-host=" in head_log
     assert wait_no_processes(job) == []
 
 

@@ -6,9 +6,8 @@ import shlex
 
 import yaml
 
-from vlm_train.cluster import slurm_cli
-
 from tests.cluster.helpers import POOLS_DIR, write_config
+from vlm_train.cluster import slurm_cli
 
 
 def dry_run(capsys, *args: str) -> tuple[int, list[str], str]:

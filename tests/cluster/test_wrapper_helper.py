@@ -6,11 +6,10 @@ import json
 import subprocess
 import sys
 
+from tests.cluster.helpers import POOLS_DIR, REPO, write_config
 from vlm_train.cluster.node_resources import ray_start_args
 from vlm_train.cluster.pools import load_pool
 from vlm_train.cluster.wrapper_helper import main
-
-from tests.cluster.helpers import POOLS_DIR, REPO, write_config
 
 
 def test_ray_start_args_advertise_pool_resources_and_labels():
@@ -57,3 +56,12 @@ def test_wait_times_out_with_the_count(capsys):
     rc = main(["wait", "--dashboard", "http://127.0.0.1:9", "--nodes", "2", "--timeout", "2"])
     assert rc == 1
     assert "only 0/2 Ray nodes joined within 2s" in capsys.readouterr().err
+
+
+def test_info_checks_the_allocation_not_the_config_node_count(tmp_path, capsys):
+    cfg = write_config(tmp_path, cluster={"pool": "l40s-48gb", "pools_dir": str(POOLS_DIR), "nodes": 2})
+    assert main(["info", "--nodes", "1", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "VT_CONFIG_NODES=2" in out and "VT_WORLD_SIZE=4" in out  # 1 node x 4 GPUs
+    assert main(["info", "--nodes", "9", str(cfg)]) == 2
+    assert "asks for 9 nodes but pool 'l40s-48gb' has max_nodes 8" in capsys.readouterr().err

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from vlm_train.config_base import ConfigError
 
-
 USAGE = "usage: vlm-train slurm submit CONFIG --pool NAME --nodes N [key=value ...] [--dry-run]"
 
 

@@ -23,20 +23,27 @@ from vlm_train.config_base import ConfigError
 DEFAULT_EXCLUDES = ["runs/", ".git/", ".venv/", "*.egg-info/", ".pytest_cache/", "__pycache__/", "*.pyc"]
 
 
-def job_info(config: str, overrides: list[str]) -> dict[str, object]:
-    """Resolve what the wrapper needs from a job config: run dir, pool and its Ray node options."""
+def job_info(config: str, overrides: list[str], nodes: int | None = None) -> dict[str, object]:
+    """Resolve what the wrapper needs from a job config: run dir, pool and its Ray node options.
+
+    Args:
+        config: The job's YAML.
+        overrides: Its ``key=value`` overrides.
+        nodes: Nodes actually allocated; checked against the pool instead of ``cluster.nodes``.
+    """
     from vlm_train.cluster.node_resources import ray_start_args
     from vlm_train.cluster.pools import load_pool, placement_for
     from vlm_train.config import load_config
 
     cfg = load_config(config, overrides, check_trl=False)
+    asked = cfg.cluster.nodes
     pool = load_pool(cfg.cluster.pool, cfg.cluster.pools_dir)
-    placement = placement_for(pool, cfg.cluster.nodes, cfg.cluster.workers_per_node)
+    placement = placement_for(pool, nodes or asked, cfg.cluster.workers_per_node)
     return {
         "VT_RUN_DIR": str(cfg.run_dir),
         "VT_STORAGE_PATH": str(Path(cfg.run.storage_path).absolute()),
         "VT_POOL": pool.name,
-        "VT_CONFIG_NODES": str(cfg.cluster.nodes),
+        "VT_CONFIG_NODES": str(asked),
         "VT_WORLD_SIZE": str(placement.num_workers),
         "VT_RAY_NODE_ARGS": ray_start_args(pool),
     }
@@ -58,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print shell assignments describing CONFIG")
     i.add_argument("config")
     i.add_argument("overrides", nargs="*")
+    i.add_argument("--nodes", type=int, default=None, help="nodes in the allocation")
     w = sub.add_parser("wait", help="wait until N Ray nodes are alive")
     w.add_argument("--dashboard", required=True)
     w.add_argument("--nodes", type=int, required=True)
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "info":
         try:
-            print(_shell(job_info(args.config, args.overrides)))
+            print(_shell(job_info(args.config, args.overrides, args.nodes)))
         except ConfigError as e:
             print(f"vlm-train: {e}", file=sys.stderr)
             return 2
