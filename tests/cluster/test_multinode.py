@@ -30,7 +30,7 @@ POOL = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     from vlm_train.cluster.node_resources import ray_start_args
     from vlm_train.cluster.pools import load_pool
@@ -78,3 +78,14 @@ def test_sft_workers_land_on_both_nodes(two_nodes, tmp_path):
     assert len(set(seen["workers"])) == 2, "both workers on one node: the pool resource did not spread them"
     for node_id in seen["workers"]:
         assert seen["nodes"][node_id]["pool-two-node-cpu"] == 1.0
+
+
+def test_submit_returns_the_driver_exit_code(two_nodes):
+    cluster, _ = two_nodes
+    r = cluster.helper(
+        "submit", "--dashboard", cluster.dashboard, "--submission-id", "vt-exit-3", "--working-dir", str(REPO), "--",
+        sys.executable, "-c", "import sys; print('stopping early'); sys.exit(3)",
+        cwd=REPO, timeout=300,
+    )
+    assert r.returncode == 3, (r.stdout + r.stderr)[-3000:]
+    assert "stopping early" in r.stdout

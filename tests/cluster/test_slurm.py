@@ -146,6 +146,17 @@ def test_tiny_sft_completes_with_checkpoint(local_slurm, tmp_path):
     assert not Path(f"/tmp/vt_{job}").exists()
 
 
+def test_job_exit_status_comes_back_through_ray_and_slurm(local_slurm, tmp_path):
+    # A TRL key typo passes the wrapper's quick config read but fails in jobs.sft (status 2),
+    # after Ray is up: the status travels driver -> job API -> wrapper -> SLURM.
+    job = sbatch_sft(local_slurm, tmp_path, "slurm_typo", "sft.max_step=3")
+    assert local_slurm.wait(job, 300) == "FAILED"
+    assert local_slurm.job_info(job)["ExitCode"] == "2:0"
+    out = (tmp_path / f"slurm-{job}.out").read_text()
+    assert "1/1 Ray nodes alive" in out and "sft.max_step" in out
+    assert wait_no_processes(job) == []
+
+
 def test_scancel_mid_run_leaves_no_ray_process(local_slurm, tmp_path):
     job = sbatch_sft(local_slurm, tmp_path, "slurm_cancel", "sft.max_steps=400", "sft.save_steps=2")
     first_ckpt = tmp_path / "runs" / "slurm_cancel" / "sft" / "checkpoint-000002"
