@@ -291,3 +291,75 @@ def test_synth_writes_every_format_readable(tmp_path, fmt):
     samples, issues = _read(path)
     assert not issues and len(samples) == 3
     assert all(s.targets or fmt not in ("refcoco", "canonical") for s in samples)
+
+
+def test_json_list_bad_item_and_undetectable(tmp_path):
+    p = tmp_path / "l.json"
+    p.write_text(
+        '[\n {"id": "a", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},\n {"id": "b", oops}\n]'
+    )
+    samples, issues = _read(p)
+    assert [s.id for s in samples] == ["a"]
+    assert [(i.kind, i.line) for i in issues] == [("bad_json", 3)]
+    q = _jsonl(tmp_path / "q.jsonl", [{"foo": 1}])
+    samples, issues = _read(q)
+    assert not samples and "cannot tell the data format" in issues[0].reason and "['foo']" in issues[0].reason
+
+
+def test_prefetch_keeps_file_order(tmp_path):
+    from vlm_train.config import DataConfig, SourceConfig
+    from vlm_train.data.load import load_dataset
+
+    samples = generate(tmp_path, 12, seed=4)
+    for s in samples[::3]:
+        s.messages[0].content[0].media = f"missing_{s.id}.png"
+    write_path = tmp_path / "d.jsonl"
+    formats.write(samples, write_path, "ovis")
+    cfg = DataConfig(train=[SourceConfig(str(write_path))], max_error_fraction=1.0)
+    one = load_dataset(cfg, workers=1)
+    four = load_dataset(cfg, workers=4)
+    assert [e.line for e in one.errors] == [e.line for e in four.errors] == [1, 4, 7, 10]
+    assert [s.id for s in one.samples] == [s.id for s in four.samples]
+
+
+def test_trl_parquet_with_embedded_images(tmp_path):
+    """HF datasets exports: Parquet rows whose images are {"bytes", "path"} structs."""
+    import io
+
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Image as HFImage
+    from PIL import Image
+
+    from vlm_train.config import DataConfig, SourceConfig
+    from vlm_train.data.load import load_dataset
+
+    def png(colour) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (12, 10), colour).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "text": None}, {"type": "text", "text": f"Colour {i}?"}],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": c}]},
+            ],
+            "images": [{"bytes": png(c), "path": None}],
+        }
+        for i, c in enumerate(["red", "blue", "red"])
+    ]
+    item = {"type": Value("string"), "text": Value("string")}
+    features = Features({"messages": [{"role": Value("string"), "content": [item]}], "images": Sequence(HFImage())})
+    path = tmp_path / "train.parquet"
+    Dataset.from_list(rows, features=features).to_parquet(str(path))
+    assert detect_format(path) == "trl"
+    r = load_dataset(DataConfig(train=[SourceConfig(str(path))]))
+    assert [s.meta["line"] for s in r.samples] == [1, 2, 3]
+    media = [s.messages[0].content[0].media for s in r.samples]
+    assert media[0] == media[2] != media[1]  # same bytes, one file
+    assert Image.open(media[1]).getpixel((0, 0)) == (0, 0, 255)
+    assert r.samples[0].image_sizes == [(12, 10)]
+    assert sorted(p.name for p in (tmp_path / "train.images").iterdir()) == sorted({Path(m).name for m in media})

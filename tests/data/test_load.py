@@ -95,3 +95,13 @@ def test_repeat_applies(tmp_path):
     write(samples, path, "canonical")
     r = load_dataset(DataConfig(train=[SourceConfig(str(path), repeat=2.5)]))
     assert [s.id for s in r.samples] == [s.id for s in samples] * 2 + [s.id for s in samples[:2]]
+
+
+def test_missing_or_directory_source_is_a_problem(tmp_path):
+    good = tmp_path / "g.jsonl"
+    write(generate(tmp_path, 3, seed=0), good, "canonical")
+    (tmp_path / "adir").mkdir()
+    cfg = DataConfig(train=[SourceConfig(str(good)), SourceConfig(str(tmp_path / "adir"))], max_error_fraction=0.5)
+    r = load_dataset(cfg)
+    assert len(r.samples) == 3
+    assert [(e.source, e.reason) for e in r.errors] == [(str(tmp_path / "adir"), "not a data file")]

@@ -125,3 +125,19 @@ def test_vocabulary_is_covered(tmp_path):
     kinds = Counter(r.phrase.split()[2] for s in samples for r in s.regions)
     colours = Counter(r.phrase.split()[1] for s in samples for r in s.regions)
     assert set(kinds) == set(KINDS) and set(colours) == set(COLOURS)
+
+
+def test_bad_arguments_and_crowded_images(tmp_path):
+    with pytest.raises(ValueError, match="max_shapes"):
+        generate(tmp_path, 1, max_shapes=30)
+    with pytest.raises(ValueError, match="kind"):
+        generate(tmp_path, 1, kind="captions")
+    # many shapes in a small image still give valid, non-overlapping scenes (or a clear error)
+    samples = generate(tmp_path, 10, seed=0, image_size=96, max_shapes=6)
+    for s in samples:
+        boxes = [r.box for r in s.regions]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert a.x2 <= b.x1 or b.x2 <= a.x1 or a.y2 <= b.y1 or b.y2 <= a.y1
+    with pytest.raises(RuntimeError, match="cannot place"):
+        generate(tmp_path, 30, seed=0, image_size=16, max_shapes=12)

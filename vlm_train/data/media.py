@@ -54,7 +54,11 @@ def resolve_path(path: str, roots: Sequence[str | os.PathLike]) -> Path:
     for c in candidates:
         real = c.resolve()
         if not _inside(real, real_roots):
-            raise MediaError(f"{path}: resolves to {real}, outside the image roots", OUTSIDE_ROOT)
+            raise MediaError(
+                f"{path}: resolves to {real}, outside the image roots ({', '.join(map(str, roots))}); "
+                "list its folder in data.image_roots or the source's image_root",
+                OUTSIDE_ROOT,
+            )
         if real.exists():
             return real
     raise MediaError(f"{path}: file not found under {', '.join(map(str, roots))}", MISSING_MEDIA)

@@ -158,3 +158,13 @@ def text(s: str) -> Part:
 
 def image(path: str) -> Part:
     return Part("image", media=path)
+
+
+def prompt_messages(messages: list[Message]) -> list[Message]:
+    """The prompt part of a conversation: everything before the final answer.
+
+    The final answer is the run of assistant (and tool) messages after the last user message;
+    a conversation that ends with a user message is a prompt already.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.role in ("user", "system")), default=-1)
+    return messages[: last_user + 1]

@@ -44,6 +44,8 @@ KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 SIZE_RANGES: dict[str, tuple[float, float]] = {"small": (0.14, 0.20), "large": (0.28, 0.36)}
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 GAP = 2  # pixels between shapes, so boxes never touch
+# Fillers need a kind+colour pair of their own (24 pairs, 3 taken by the named shapes).
+MAX_SHAPES = 12
 
 Kind = Literal["grounding", "toolqa", "mixed"]
 
@@ -140,12 +142,8 @@ def _holds(relation: str, a: Box, anchor: Box) -> bool:
 _OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
-def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
-    """One scene whose phrase singles out the target and needs every word it has."""
-    n = rng.randint(1, max_shapes)
-    modes = ["single"] if n == 1 else ["colour", "size"] + (["relation"] if n >= 3 else [])
-    mode = rng.choice(modes)
-    for _attempt in range(200):
+def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts: int) -> Scene | None:
+    for _attempt in range(attempts):
         shapes, relation = _attributes(rng, n, mode)
         if not _place(rng, shapes, image_size):
             continue
@@ -163,20 +161,23 @@ def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
         order = list(range(len(shapes)))
         rng.shuffle(order)
         return Scene([shapes[i] for i in order], order.index(0), mode, phrase)
-    if mode == "single":
-        raise RuntimeError(f"cannot place one shape in a {image_size}px image")
+    return None
+
+
+def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
+    """One scene whose phrase singles out the target and needs its attribute/relation words."""
+    n = rng.randint(1, max_shapes)
+    modes = ["single"] if n == 1 else ["colour", "size"] + (["relation"] if n >= 3 else [])
+    mode = rng.choice(modes)
     # Crowded small images: fall back to the easiest mode that still needs its words.
-    return make_scene_mode(rng, image_size, n, "colour")
-
-
-def make_scene_mode(rng: random.Random, image_size: int, n: int, mode: str) -> Scene:
-    for _attempt in range(400):
-        shapes, _ = _attributes(rng, n, mode)
-        if _place(rng, shapes, image_size):
-            order = list(range(len(shapes)))
-            rng.shuffle(order)
-            return Scene([shapes[i] for i in order], order.index(0), mode, f"the {shapes[0].name()}")
-    raise RuntimeError(f"cannot place {n} shapes in a {image_size}px image; use a larger image_size")
+    scene = _try_scene(rng, image_size, n, mode, 200) or _try_scene(
+        rng, image_size, n, "colour" if n > 1 else mode, 400
+    )
+    if scene is None:
+        raise RuntimeError(
+            f"cannot place {n} shapes in a {image_size}px image; use a larger image_size or fewer shapes"
+        )
+    return scene
 
 
 def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Image.Image:
@@ -254,8 +255,10 @@ def generate(
         Samples with ``targets`` (the phrase and its pixel box), ``regions`` (every shape),
         ``image_sizes`` and ``meta`` (n_shapes, mode, kind, answer, seed, index).
     """
-    if n < 0 or max_shapes < 1 or image_size < 16:
-        raise ValueError(f"need n >= 0, max_shapes >= 1, image_size >= 16 (got {n}, {max_shapes}, {image_size})")
+    if n < 0 or not 1 <= max_shapes <= MAX_SHAPES or image_size < 16:
+        raise ValueError(
+            f"need n >= 0, 1 <= max_shapes <= {MAX_SHAPES}, image_size >= 16 (got {n}, {max_shapes}, {image_size})"
+        )
     if kind not in ("grounding", "toolqa", "mixed"):
         raise ValueError(f"kind must be grounding, toolqa or mixed, got {kind!r}")
     out = Path(out_dir)

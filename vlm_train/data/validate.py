@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,30 @@ class Validator:
         if isinstance(got, MediaError):
             raise SampleProblem(got.kind, str(got))
         return got
+
+    def prefetch(self, samples: Sequence[Sample], workers: int | None = None) -> None:
+        """Open every image of ``samples`` on a thread pool (decoding releases the GIL), so
+        the in-order ``check`` calls find them cached. Problems are cached, not raised."""
+        keys = {}
+        for s in samples:
+            roots = self._roots_for(s)
+            for m in s.messages:
+                for p in m.content:
+                    for path in (p.media if p.type in ("image", "tool_response") else None, p.source):
+                        if path and (path, roots) not in self._images:
+                            keys[(path, roots)] = None
+        n = workers if workers is not None else min(8, os.cpu_count() or 1)
+        if n <= 1 or len(keys) < 2:
+            return
+
+        def one(key: tuple[str, tuple[str, ...]]) -> None:
+            try:
+                self.image(*key)
+            except SampleProblem:
+                pass  # cached; reported by check() in file order
+
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(one, keys))
 
     def video(self, path: str, roots: tuple[str, ...]) -> str:
         key = (path, roots)

@@ -65,8 +65,10 @@ def connect_ray(cfg: JobConfig, p: Placement) -> None:
         # worker env vars come through the trainer's worker_runtime_env.
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
-        # The embedded default: a local Ray with this pool's CPUs, no dashboard needed.
-        ray.init(num_cpus=p.pool.cpus_per_node, include_dashboard=False, runtime_env=env, log_to_driver=True)
+        # The embedded default: a local Ray with this pool's CPUs. The dashboard (bound to
+        # loopback) serves the State API that Ray Train's placement-group cleaner polls.
+        ray.init(num_cpus=p.pool.cpus_per_node, include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env=env, log_to_driver=True)
 
 
 def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:

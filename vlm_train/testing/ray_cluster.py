@@ -30,7 +30,25 @@ class LocalRayCluster:
     env: dict[str, str]
 
     def stop(self) -> None:
-        subprocess.run(["ray", "stop", "--force"], env=self.env, capture_output=True, timeout=120)
+        """Stop this cluster's processes only (``ray stop`` would stop every Ray on the host)."""
+        import psutil
+
+        mine = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(self.temp_dir) in cmd or self.gcs_address in cmd:
+                mine.append(p)
+        for p in mine:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(mine, timeout=15)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 

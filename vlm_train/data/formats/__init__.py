@@ -14,7 +14,7 @@ from typing import Any
 from vlm_train.data.errors import BAD_FIELD, DataError, DataIssue
 from vlm_train.data.formats import canonical, conversations, internvl_meta, refcoco, toolqa, trl
 from vlm_train.data.formats.base import ReadOptions
-from vlm_train.data.formats.jsonio import read_json_any
+from vlm_train.data.formats.jsonio import read_records
 from vlm_train.data.sample import Sample
 
 Reader = Callable[..., Iterator[Sample | DataIssue]]
@@ -56,7 +56,7 @@ def classify(obj: Any) -> str | None:
 def detect_format(path: str | Path) -> str:
     """Detect a file's format from its first readable record; DataError when impossible."""
     issues = []
-    for rec in read_json_any(path, unwrap_key="conversations"):
+    for rec in read_records(path, unwrap_key="conversations"):
         if isinstance(rec, DataIssue):
             issues.append(rec)
             if len(issues) >= 5:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,6 @@ class ReadOptions:
     box_text: Callable[[Box, int, int], str] = coords.internvl_box_text
     prompt: Callable[[str], str] = coords.internvl_grounding_prompt
     json_coords: CoordSystem = "pixels"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def root_for(self, path: str | Path) -> str:
         return str(Path(self.image_root or Path(path).parent).resolve())
@@ -74,18 +75,34 @@ def require_dict(obj: Any, what: str) -> dict[str, Any]:
     return obj
 
 
-def media_list(value: Any, key: str) -> list[str]:
+def media_list(value: Any, key: str, embed_dir: Path | None = None, root: str | None = None) -> list[str]:
+    """Media paths of a record field: a path, a list of paths, or HF datasets' Image feature
+    ``{"bytes": .., "path": ..}``. Embedded bytes are written once to ``embed_dir`` (named by
+    their hash) and referenced relative to ``root``, so every later step sees a plain file."""
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
-        if isinstance(v, dict) and isinstance(v.get("path"), str):  # HF datasets' Image feature
+        if isinstance(v, dict) and v.get("bytes") and embed_dir is not None and root is not None:
+            v = _embed(bytes(v["bytes"]), embed_dir, root)
+        elif isinstance(v, dict) and isinstance(v.get("path"), str):
             v = v["path"]
         if not isinstance(v, str) or not v:
-            raise SampleProblem(BAD_FIELD, f"{key!r} must be a path or a list of paths, got {v!r}")
+            raise SampleProblem(BAD_FIELD, f"{key!r} must be a path or a list of paths, got {str(v)[:80]!r}")
         out.append(v)
     return out
+
+
+def _embed(data: bytes, embed_dir: Path, root: str) -> str:
+    ext = ".png" if data.startswith(b"\x89PNG") else ".jpg" if data.startswith(b"\xff\xd8") else ".img"
+    path = embed_dir / (hashlib.sha1(data).hexdigest() + ext)
+    if not path.exists():
+        embed_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: concurrent readers never see half a file
+    return os.path.relpath(path, root)
 
 
 def record_id(obj: dict[str, Any], source: str, line: int) -> tuple[str, dict[str, Any]]:

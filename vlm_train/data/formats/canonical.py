@@ -8,7 +8,7 @@ from typing import Any
 
 from vlm_train.data.errors import DataIssue
 from vlm_train.data.formats.base import ReadOptions, require_dict, samples_from_records, stamp
-from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
+from vlm_train.data.formats.jsonio import read_records, write_jsonl
 from vlm_train.data.sample import Sample
 
 # Where a sample was read from describes the reading, not the data: not written back.
@@ -22,7 +22,7 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
     def convert(obj: Any, source: str, line: int) -> list[Sample]:
         return [stamp(Sample.from_dict(require_dict(obj, "sample")), source, line, root)]
 
-    yield from samples_from_records(read_json_any(path), str(path), convert)
+    yield from samples_from_records(read_records(path), str(path), convert)
 
 
 def sample_to_record(s: Sample) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from vlm_train.data.formats.base import (
     stamp,
     with_id,
 )
-from vlm_train.data.formats.jsonio import read_json_any, write_json, write_jsonl
+from vlm_train.data.formats.jsonio import read_records, write_json, write_jsonl
 from vlm_train.data.sample import Message, Part, Sample
 from vlm_train.data.toolcalls import join_tool_calls
 
@@ -112,7 +112,7 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
 def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample | DataIssue]:
     opts = opts or ReadOptions()
     yield from samples_from_records(
-        read_json_any(path, unwrap_key="conversations"), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)]
+        read_records(path, unwrap_key="conversations"), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)]
     )
 
 

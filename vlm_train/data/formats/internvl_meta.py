@@ -9,6 +9,7 @@ never multiplies samples.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from vlm_train.data.errors import BAD_FIELD, DataIssue
 from vlm_train.data.formats import conversations
 from vlm_train.data.formats.base import ReadOptions
-from vlm_train.data.formats.jsonio import read_json_any, write_json
+from vlm_train.data.formats.jsonio import read_records, write_json
 from vlm_train.data.sample import Sample
 
 
@@ -28,7 +29,7 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
     opts = opts or ReadOptions()
     source = str(path)
     base = Path(path).parent
-    records = list(read_json_any(path))
+    records = list(read_records(path))
     if len(records) != 1 or isinstance(records[0], DataIssue):
         yield from (r for r in records if isinstance(r, DataIssue))
         if len(records) != 1:
@@ -54,7 +55,7 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
             yield DataIssue(BAD_FIELD, f"{name}.annotation: file not found: {ann_path}", source, 1)
             continue
         root_path = Path(root) if Path(root).is_absolute() else base / root
-        sub = ReadOptions(str(root_path), opts.box_text, opts.prompt, opts.json_coords, opts.extra)
+        sub = dataclasses.replace(opts, image_root=str(root_path))
         for item in conversations.read(ann_path, sub):
             if isinstance(item, Sample):
                 item.meta["dataset"] = name

@@ -30,8 +30,9 @@ def _decode(raw: bytes, source: str, first_line: int = 1) -> tuple[str | None, D
         return None, DataIssue(BAD_ENCODING, f"invalid UTF-8 at byte {e.start} ({e.reason})", source, line)
 
 
-def read_json_any(path: str | Path, unwrap_key: str | None = None) -> Iterator[Record | DataIssue]:
-    """Records of a JSON list, a single JSON object, or JSONL (detected from the content).
+def read_records(path: str | Path, unwrap_key: str | None = None) -> Iterator[Record | DataIssue]:
+    """Records of a JSON list, a single JSON object, JSONL (detected from the content), or a
+    Parquet file (``.parquet``: one record per row, line = row number + 1).
 
     A JSON list yields its items (line = where each item starts); a single object yields
     itself once at line 1, or, when ``unwrap_key`` names a list of objects that themselves
@@ -39,6 +40,9 @@ def read_json_any(path: str | Path, unwrap_key: str | None = None) -> Iterator[R
     items of that list; JSONL yields one record per non-blank line.
     """
     source = str(path)
+    if str(path).endswith(".parquet"):
+        yield from _read_parquet(path)
+        return
     raw = Path(path).read_bytes()
     if not raw.strip():
         yield DataIssue(EMPTY_FILE, "file is empty", source)
@@ -121,6 +125,25 @@ def _read_jsonl(raw: bytes, source: str) -> Iterator[Record | DataIssue]:
             yield i, json.loads(text)
         except json.JSONDecodeError as e:
             yield DataIssue(BAD_JSON, f"malformed JSON: {e.msg} (column {e.colno})", source, i)
+
+
+def _read_parquet(path: str | Path) -> Iterator[Record | DataIssue]:
+    """Rows of a Parquet file (HF datasets' export format), batch by batch."""
+    import pyarrow.parquet as pq
+
+    try:
+        f = pq.ParquetFile(str(path))
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-Parquet bytes
+        yield DataIssue(BAD_JSON, f"not a readable Parquet file ({type(e).__name__}: {e})", str(path))
+        return
+    if f.metadata.num_rows == 0:
+        yield DataIssue(EMPTY_FILE, "file has no rows", str(path))
+        return
+    row = 0
+    for batch in f.iter_batches(batch_size=256):
+        for rec in batch.to_pylist():
+            row += 1
+            yield row, rec
 
 
 def write_jsonl(path: str | Path, records: list[Any]) -> None:

@@ -15,7 +15,7 @@ from vlm_train.data import coords
 from vlm_train.data.coords import grounding_answer
 from vlm_train.data.errors import BAD_BOX, BAD_FIELD, DataIssue, SampleProblem
 from vlm_train.data.formats.base import ReadOptions, record_id, require_dict, samples_from_records, stamp, with_id
-from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
+from vlm_train.data.formats.jsonio import read_records, write_jsonl
 from vlm_train.data.sample import Box, GroundingTarget, Message, Part, Sample
 
 _KNOWN = ("image", "sent", "bbox", "width", "height", "id")
@@ -56,7 +56,7 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
 
 def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample | DataIssue]:
     opts = opts or ReadOptions()
-    yield from samples_from_records(read_json_any(path), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)])
+    yield from samples_from_records(read_records(path), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)])
 
 
 def sample_to_record(s: Sample) -> dict[str, Any]:

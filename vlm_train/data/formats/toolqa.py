@@ -15,7 +15,7 @@ from typing import Any
 
 from vlm_train.data.errors import BAD_FIELD, DataIssue, SampleProblem
 from vlm_train.data.formats.base import ReadOptions, assistant_messages, require_dict, samples_from_records, stamp
-from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
+from vlm_train.data.formats.jsonio import read_records, write_jsonl
 from vlm_train.data.sample import GroundingTarget, Message, Part, Sample
 from vlm_train.data.toolcalls import join_tool_calls
 
@@ -61,7 +61,7 @@ def record_to_samples(obj: Any, source: str, line: int, opts: ReadOptions) -> li
 
 def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample | DataIssue]:
     opts = opts or ReadOptions()
-    yield from samples_from_records(read_json_any(path), str(path), lambda o, s, ln: record_to_samples(o, s, ln, opts))
+    yield from samples_from_records(read_records(path), str(path), lambda o, s, ln: record_to_samples(o, s, ln, opts))
 
 
 def sample_to_qa(s: Sample) -> tuple[str, dict[str, Any], dict[str, Any]]:

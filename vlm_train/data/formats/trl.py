@@ -25,7 +25,7 @@ from vlm_train.data.formats.base import (
     with_id,
 )
 from vlm_train.data.formats.conversations import assistant_chains, split_placeholders
-from vlm_train.data.formats.jsonio import read_json_any, write_jsonl
+from vlm_train.data.formats.jsonio import read_records, write_jsonl
 from vlm_train.data.sample import ROLES, Message, Part, Sample
 from vlm_train.data.toolcalls import join_tool_calls
 
@@ -58,7 +58,10 @@ def _openai_calls(calls: Any, where: str) -> str:
 
 def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sample:
     obj = require_dict(obj, "row")
-    images, videos = media_list(obj.get("images"), "images"), media_list(obj.get("videos"), "videos")
+    root = opts.root_for(source)
+    embed = Path(root) / f"{Path(source).stem}.images"
+    images = media_list(obj.get("images"), "images", embed, root)
+    videos = media_list(obj.get("videos"), "videos")
     msgs = obj.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise SampleProblem(BAD_FIELD, "'messages' must be a non-empty list")
@@ -129,7 +132,7 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
 
 def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample | DataIssue]:
     opts = opts or ReadOptions()
-    yield from samples_from_records(read_json_any(path), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)])
+    yield from samples_from_records(read_records(path), str(path), lambda o, s, ln: [record_to_sample(o, s, ln, opts)])
 
 
 def sample_to_record(s: Sample) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from vlm_train.data.media import load_image
-from vlm_train.data.sample import Part, Sample
+from vlm_train.data.sample import Part, Sample, prompt_messages
 from vlm_train.models.internvl.grounding import to_thousandths
 from vlm_train.models.internvl.template import IMAGE_TOKEN
 from vlm_train.tools.crop import crop
@@ -73,19 +73,19 @@ class InternVLInputs:
 
     # ---- rendering ---------------------------------------------------------------------
     def _open(self, path: str) -> Image.Image:
-        return load_image(path, self.image_roots or ["/"], self.max_image_pixels)
+        return load_image(path, self.image_roots, self.max_image_pixels)
 
     def render(self, sample: Sample, images: Sequence[Image.Image] | None, for_generation: bool) -> Rendered:
         msgs = sample.messages
         if for_generation:
-            # Prompt: everything before the last assistant turn, then the assistant header.
-            last = max((i for i, m in enumerate(msgs) if m.role == "assistant"), default=len(msgs))
-            msgs = msgs[:last]
+            # Prompt: everything before the final answer, then the assistant header.
+            msgs = prompt_messages(msgs)
         it = iter(images) if images is not None else None
         text, spans, out_images = [], [], []
         pos = 0
         originals: dict[str, Image.Image] = {}
-        first_size: tuple[int, int] | None = None
+        # A call's box is relative to the image it names, else to the latest image shown.
+        last_size: tuple[int, int] | None = None
 
         def emit(s: str, learn: bool = False) -> None:
             nonlocal pos
@@ -95,7 +95,7 @@ class InternVLInputs:
             pos += len(s)
 
         def next_image(part: Part) -> Image.Image:
-            nonlocal first_size
+            nonlocal last_size
             if it is not None:
                 im = next(it)
             elif part.type == "tool_response" and part.source and part.box is not None:
@@ -104,8 +104,10 @@ class InternVLInputs:
             else:
                 im = self._open(part.media)
                 originals[part.media] = im
-            if first_size is None and part.type == "image":
-                first_size = im.size
+            if part.type == "image":
+                last_size = im.size
+                if part.media:
+                    originals.setdefault(part.media, im)
             return im
 
         for m in msgs:
@@ -130,7 +132,7 @@ class InternVLInputs:
                 elif p.type == "text":
                     emit(p.text or "", learn)
                 elif p.type == "tool_call":
-                    size = sample.image_sizes[0] if sample.image_sizes else first_size
+                    size = originals[p.media].size if p.media in originals else last_size
                     emit(tool_call_text(p, size), learn)
             emit("<|im_end|>", learn)
             emit("\n")

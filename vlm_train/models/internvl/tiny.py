@@ -15,12 +15,15 @@ import torch
 from vlm_train.models.internvl.template import CHAT_TEMPLATE, SPECIAL_TOKENS, TOKENIZER_EXTRAS
 
 
-def build_processor(out_dir: Path | None, image_size: int, max_tiles: int = 4, corpus: list[str] | None = None):
+def build_processor(out_dir: Path | None, image_size: int, max_tiles: int = 4, corpus: list[str] | None = None,
+                    coordinate_tokens: bool = True):
     from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor, TokenizersBackend
 
     from vlm_train.testing.tokenizer import train_bpe
 
-    tok = train_bpe(corpus or [], SPECIAL_TOKENS, vocab_size=1024)
+    # One token per 0-1000 coordinate value (InternVL's box convention) unless asked otherwise.
+    extra = [str(i) for i in range(1001)] if coordinate_tokens else []
+    tok = train_bpe(corpus or [], SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
     tokenizer = TokenizersBackend(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

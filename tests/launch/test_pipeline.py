@@ -1,0 +1,52 @@
+"""The SFT -> GRPO -> eval pipeline: report, TensorBoard box images, learning (conservative),
+and a resubmitted pipeline skipping finished stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlm_train.testing.checks import tb_image_tags, tb_scalars
+
+pytestmark = pytest.mark.slow
+CFG = "configs/debug/internvl_tiny_pipeline.yaml"
+
+
+def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypatch, capsys):
+    from jobs import pipeline
+
+    monkeypatch.chdir(repo)
+    storage = tmp_path / "runs"
+    args = [CFG, f"run.storage_path={storage}", "run.name=pipe", f"cluster.address={ray_cluster.gcs_address}",
+            "grpo.max_steps=8", "grpo.save_steps=8", "grpo.learning_rate=1e-4"]
+    assert pipeline.main(args) == 0
+    out = capsys.readouterr().out
+    assert "stage" in out and "Acc@0.5" in out and "report:" in out
+    run = storage / "pipe"
+    report = json.loads((run / "report.json").read_text())
+    assert list(report) == ["base", "sft", "grpo"]
+    for stage in report:
+        ev = report[stage]["eval"]
+        assert ev["n"] == 32 and 0 <= ev["acc"] <= 1 and set(ev["by_shapes"]) <= {"1", "2", "3"}
+        assert 0 < ev["random_shape_baseline"] <= 1
+    for stage in ("sft", "grpo"):
+        assert report[stage]["wall_seconds"] > 0
+    assert "reward_start" in report["grpo"] and "tool_calls_per_rollout" in report["grpo"]
+    # Learning, conservatively: SFT beats the random base model on held-out mean IoU and box validity.
+    assert report["sft"]["eval"]["mean_iou"] > report["base"]["eval"]["mean_iou"]
+    assert report["sft"]["eval"]["box_valid"] > report["base"]["eval"]["box_valid"]
+    # TensorBoard: evaluation scalars and images with boxes for every evaluation; GRPO reward scalars.
+    tags = tb_image_tags(run / "tensorboard" / "eval")
+    for stage in ("base", "sft", "grpo"):
+        assert any(t.startswith(f"eval/{stage}/boxes/") for t in tags)
+    assert "eval/sft/acc@0.5" in tb_scalars(run / "tensorboard" / "eval")
+    assert "train/rewards/iou/mean" in tb_scalars(run / "tensorboard" / "grpo")
+
+    # Submitted again: nothing is retrained or re-evaluated.
+    starts = (run / "stages" / "sft.resumes.jsonl").read_text()
+    mtime = (run / "eval" / "sft.json").stat().st_mtime
+    assert pipeline.main(args) == 0
+    assert (run / "stages" / "sft.resumes.jsonl").read_text() == starts
+    assert (run / "eval" / "sft.json").stat().st_mtime == mtime
+    assert json.loads((run / "report.json").read_text())["sft"]["eval"] == report["sft"]["eval"]

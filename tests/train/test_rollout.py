@@ -1,0 +1,103 @@
+"""The crop tool runs live inside rollouts: the continuation sees the crop of the ORIGINAL image
+at the called box, and the tool-turn tokens are masked out of the policy loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vlm_train.config import ModelConfig, ToolsConfig
+from vlm_train.data.sample import Box, GroundingTarget, Message, Sample, image, text
+from vlm_train.models import get_family
+from vlm_train.tools.crop import crop
+from vlm_train.train.rollout import CropToolRollout, merge_mm
+
+
+class Scripted(torch.nn.Module):
+    """Wraps a real model: ``generate`` replays scripted token sequences and records its inputs."""
+
+    def __init__(self, model, script: list[list[int]]):
+        super().__init__()
+        self.model, self.script, self.calls = model, list(script), []
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kw):
+        self.calls.append({"input_ids": input_ids.clone(), **{k: v for k, v in kw.items() if torch.is_tensor(v)}})
+        new = self.script.pop(0)[:max_new_tokens]
+        tail = torch.tensor([new] * input_ids.size(0))
+        return torch.cat([input_ids, tail], dim=1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    im = Image.new("RGB", (80, 48), (0, 0, 0))
+    for x in range(40, 80):  # right half striped, so a crop is distinguishable from the whole
+        for y in range(0, 48, 2):
+            im.putpixel((x, y), (255, 0, 0))
+    im.save(root / "scene.png")
+    return root
+
+
+@pytest.mark.parametrize("family_name", ["internvl"])
+def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tmp_path):
+    fam = get_family(family_name)
+    path = fam.tiny(tmp_path / "tiny")
+    model, proc = fam.load(ModelConfig(family=family_name, path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=2), [str(setup)], coords=fam.name)
+    tok = proc.tokenizer
+    box = Box(40, 0, 80, 24)  # pixels; written in the family's convention below
+    from vlm_train.models.internvl.grounding import to_thousandths
+
+    call = "<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox_2d": to_thousandths(box, 80, 48)}}) + "</tool_call>"
+    answer = "<ref>the red stripes</ref>" + fam.box_to_text(box, 80, 48) + "<|im_end|>"
+    script = [tok(call, add_special_tokens=False).input_ids, tok(answer, add_special_tokens=False).input_ids]
+    scripted = Scripted(model, script)
+    sample = Sample("s", [Message("user", [image("scene.png"), text("Where are the red stripes?")]),
+                          Message("assistant", [text("x")])], image_sizes=[(80, 48)],
+                    targets=[GroundingTarget("the red stripes", box)])
+    row = rollout.start(sample)
+    rollout.generate(scripted, [row], {"do_sample": False}, max_completion=200)
+
+    assert row.calls == 1 and len(scripted.calls) == 2 and row.done
+    # The continuation's pixel input ends with the processed crop of the original image.
+    original = Image.open(setup / "scene.png").convert("RGB")
+    expected = proc.image_processor(images=[crop(original, box)], crop_to_patches=True, return_tensors="pt")["pixel_values"]
+    cont = scripted.calls[1]["pixel_values"]
+    first = proc.image_processor(images=[original], crop_to_patches=True, return_tensors="pt")["pixel_values"]
+    assert torch.equal(cont[: first.shape[0]], first)
+    assert torch.equal(cont[first.shape[0]:], expected)
+    # The crop is not the whole image (else the check above could not tell them apart).
+    whole = proc.image_processor(images=[original], crop_to_patches=False, return_tensors="pt")["pixel_values"]
+    assert not torch.equal(expected[:1], whole[:1])
+    # Mask: generated call and answer learned (1), the whole tool turn not (0).
+    gen1, gen2 = len(script[0]), len(script[1])
+    turn = len(row.completion_ids) - gen1 - gen2
+    assert row.mask == [1] * gen1 + [0] * turn + [1] * gen2
+    turn_text = tok.decode(row.completion_ids[gen1:gen1 + turn])
+    assert "<tool_response>" in turn_text and turn_text.rstrip().endswith("<|im_start|>assistant")
+    # The row's ids and pixels make a valid forward of the real model (placeholders == image features).
+    mm = merge_mm(row.mm)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([row.ids]), attention_mask=torch.ones(1, len(row.ids), dtype=torch.long), **mm)
+    assert out.logits.shape[1] == len(row.ids)
+    # Reward text excludes the tool turn.
+    assert row.text[0] == call and row.text[1].startswith("<ref>the red stripes</ref>")
+
+
+def test_rollout_stops_at_max_calls(setup, tmp_path):
+    fam = get_family("internvl")
+    path = fam.tiny(tmp_path / "tiny")
+    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)], coords="internvl")
+    call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 0, 500, 500]}}</tool_call>'
+    ids = proc.tokenizer(call, add_special_tokens=False).input_ids
+    scripted = Scripted(model, [ids, ids, ids])
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    row = rollout.start(sample)
+    rollout.generate(scripted, [row], {}, max_completion=500)
+    assert row.calls == 1 and len(scripted.calls) == 2  # the second call is not executed

@@ -1,0 +1,235 @@
+"""GRPO on TRL's GRPOTrainer with live crop-tool rollouts, for every family.
+
+Why a subclass and ``rollout_func`` rather than TRL's ``tools=`` / ``environment_factory``:
+TRL's tool loop re-renders prompts with ``processing_class.apply_chat_template`` and
+re-processes images with the processor's image processor, in shapes that fit Qwen-style
+processors. Neither InternVL's tiles nor Ovis2.5's negative-id visual atoms survive that.
+So the rollout is ours (``vlm_train.train.rollout``: exact ids, crop made from the original
+image, tool-turn tokens masked via TRL's ``env_mask``), and so is the forward that scores
+the rollouts: ``_get_per_token_logps_and_entropies`` looks each row up by its token ids and
+feeds the model that row's own pixel tensors. Everything else (advantages, loss types, KL,
+reference model, logging, DeepSpeed) is TRL's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from vlm_train.config import JobConfig
+from vlm_train.data.sample import Sample
+from vlm_train.models import get_family
+from vlm_train.rewards.functions import build_reward_funcs
+from vlm_train.train import setup
+from vlm_train.train.callbacks import FaultInjectionCallback, RayCheckpointCallback, StopAtStepCallback, ThroughputCallback
+from vlm_train.train.final import save_final
+from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
+
+log = logging.getLogger("vlm_train")
+
+GRPO_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    "max_completion_length": 64,
+    "learning_rate": 1e-6,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "gradient_checkpointing": False,
+    "temperature": 1.0,
+}
+
+
+class VLMGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels."""
+
+    def __init__(self, *args, rollout: CropToolRollout, **kwargs):
+        self.rollout = rollout
+        self._rows: dict[tuple[int, ...], tuple[list[int], dict[str, torch.Tensor]]] = {}
+        self._batch_inputs: list[dict[str, Any]] = []
+        super().__init__(*args, rollout_func=self._rollout_func, **kwargs)
+
+    # TRL passes only prompts to rollout_func; keep the rows of the batch to reach the samples.
+    def _generate_and_score_completions(self, inputs):
+        self._batch_inputs = inputs
+        self._rows.clear()
+        return super()._generate_and_score_completions(inputs)
+
+    def _rollout_func(self, prompts: list, trainer: Any) -> dict[str, Any]:
+        from trl.models import unwrap_model_for_generation
+
+        samples = [Sample.from_json(x["sample"]) for x in self._batch_inputs]
+        rows = [self.rollout.start(s) for s in samples]
+        gen = {"do_sample": True, "temperature": self.temperature}
+        if self.args.top_p is not None:
+            gen["top_p"] = self.args.top_p
+        if self.args.top_k:
+            gen["top_k"] = self.args.top_k
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+        ) as model:
+            was_training = model.training
+            model.eval()
+            self.rollout.generate(model, rows, gen, self.max_completion_length)
+            model.train(was_training)
+        pad = self.rollout.pad
+        out_prompt, out_completion, masks, messages = [], [], [], []
+        for r in rows:
+            # TRL decodes and pads these: negative placeholder ids (Ovis2.5 atoms) travel as pad
+            # ids, and the true ids are restored from the row table in the forward below.
+            safe_p = [t if t >= 0 else pad for t in r.prompt_ids]
+            safe_c = [t if t >= 0 else pad for t in r.completion_ids]
+            self._rows[tuple(safe_p + safe_c)] = (r.ids, merge_mm(r.mm))
+            out_prompt.append(safe_p)
+            out_completion.append(safe_c or [pad])
+            masks.append(r.mask or [0])
+            messages.append(_as_messages(r))
+        calls = torch.tensor([float(r.calls) for r in rows], device=self.accelerator.device)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["tools/calls_per_rollout"].append(self.accelerator.gather(calls).mean().item())
+        return {
+            "prompt_ids": out_prompt,
+            "completion_ids": out_completion,
+            "logprobs": None,
+            "env_mask": masks,
+            "completion_messages": messages,
+        }
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, compute_aux_loss=False, **_):
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_ent = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids = input_ids[start:start + batch_size].clone()
+            mask = attention_mask[start:start + batch_size]
+            mms = []
+            for i in range(ids.size(0)):
+                key = tuple(ids[i][mask[i].bool()].tolist())
+                true_ids, mm = self._rows[key]
+                ids[i, mask[i].bool()] = torch.tensor(true_ids, device=ids.device)
+                mms.append(mm)
+            mm = {k: v.to(ids.device) for k, v in merge_mm(mms).items()}
+            if "pixel_values" in mm:
+                mm["pixel_values"] = mm["pixel_values"].to(next(model.parameters()).dtype)
+            out = model(input_ids=ids, attention_mask=mask, **mm)
+            logits = out.logits[:, -logits_to_keep - 1:-1, :].float() / self.temperature
+            targets = input_ids[start:start + batch_size, -logits_to_keep:]
+            logp = torch.log_softmax(logits, dim=-1)
+            all_logps.append(logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1))
+            if compute_entropy:
+                all_ent.append(-(logp.exp() * logp).sum(-1))
+        logps = torch.cat(all_logps)
+        return logps, (torch.cat(all_ent) if compute_entropy else None), None
+
+
+def _as_messages(r: Row) -> list[dict[str, Any]]:
+    """The rollout as conversation turns for the reward functions (tool turns marked as such)."""
+    msgs: list[dict[str, Any]] = []
+    for i, seg in enumerate(r.text):
+        msgs.append({"role": "assistant", "content": seg.replace("<|im_end|>", "")})
+        if i < r.calls:
+            msgs.append({"role": "tool", "content": "<crop>"})
+    return msgs
+
+
+def wrap_reward(fn):
+    """TRL hands decoded completion ids (tool turns included); score our rollout turns instead."""
+
+    def reward(completions, completion_messages=None, **kw):
+        return fn(completion_messages if completion_messages is not None else completions, **kw)
+
+    reward.__name__ = fn.__name__
+    return reward
+
+
+def grpo_rows(samples: list[Sample], coords: str) -> list[dict[str, Any]]:
+    rows = []
+    for s in samples:
+        target = s.targets[0] if s.targets else None
+        prompt_text = " ".join(m.text() for m in s.messages if m.role == "user")
+        rows.append({
+            "prompt": [{"role": "user", "content": prompt_text}],
+            "sample": s.to_json(),
+            "image_size": list(s.image_sizes[0]) if s.image_sizes else None,
+            "target_box": target.box.as_list() if target else None,
+            "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
+            "answer": s.meta.get("answer_text"),
+            "coords": coords,
+        })
+    return rows
+
+
+def build_args(cfg: JobConfig, info: setup.WorkerInfo, reward_weights: list[float]):
+    from trl import GRPOConfig
+
+    kw = {**GRPO_DEFAULTS, **cfg.grpo, **setup.trl_common_kwargs(cfg, "grpo", info)}
+    kw["reward_weights"] = reward_weights
+    if not setup.has_cuda():
+        kw.update(bf16=False, fp16=False)
+    return GRPOConfig(**kw)
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train per-worker entry point for GRPO (same contract as the SFT loop)."""
+    import ray.train
+    from datasets import Dataset
+
+    from vlm_train.train.sft import record_start
+
+    cfg = JobConfig.from_dict(config["job"])
+    info = setup.init_worker_env(cfg)
+    family = get_family(cfg.model.family)
+    funcs, weights = build_reward_funcs(cfg.rewards.weights, cfg.rewards.iou_threshold)
+    args = build_args(cfg, info, weights)  # before the model: ZeRO-3 partitions at load
+    model, processor = setup.load_model(cfg, family)
+    data = config["data"]
+    builder = family.make_inputs(processor, cfg, image_roots=data["image_roots"])
+    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"], coords=family.name)
+    train = setup.read_samples(Path(data["train"]))
+    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    trainer = VLMGRPOTrainer(
+        model=model,
+        reward_funcs=[wrap_reward(f) for f in funcs],
+        args=args,
+        train_dataset=Dataset.from_list(grpo_rows(train, family.name)),
+        processing_class=processor,
+        peft_config=setup.lora_config(cfg, family),
+        callbacks=[
+            RayCheckpointCallback(),
+            FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir / "work" / "grpo" / "failure_injected"),
+            stopper,
+        ],
+        rollout=rollout,
+    )
+    trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
+            record_start(cfg, info, "grpo", start)
+            result = trainer.train(resume_from_checkpoint=d)
+    else:
+        start = 0
+        record_start(cfg, info, "grpo", 0)
+        result = trainer.train()
+    if not stopper.stopped:
+        save_final(trainer, cfg, family, processor, stage="grpo", info=info)
+    if info.is_main:
+        status = {
+            "stage": "grpo",
+            "start_step": start,
+            "global_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "complete": not stopper.stopped,
+            "train_loss": result.training_loss,
+            "log_history": trainer.state.log_history,
+        }
+        path = cfg.run_dir / "stages" / "grpo.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(status, indent=2))
+    setup.barrier()

@@ -1,0 +1,168 @@
+"""Rollouts with the crop tool executed live, for any family (through its InputBuilder).
+
+A rollout generates until the model closes a crop call (``</tool_call>``) or ends its turn.
+On a call, the crop of the ORIGINAL image at the called box is made, appended as a tool
+turn (``<|im_end|>`` + the family's tool-response rendering with the crop as an image +
+the assistant header), and generation continues; at most ``tools.max_calls`` calls.
+
+What the trainer gets per row: exact token ids (prompt, then completion = generated tokens
+interleaved with tool-turn tokens), a mask that is 0 on tool-turn tokens (no policy loss on
+them), the multimodal tensors of every image the row's forward needs (prompt images, then
+crops, in placeholder order), and the generated text alone (for rewards).
+
+Nothing here branches on family names: placeholders, tool-turn rendering and pixel tensors
+all come from the family's InputBuilder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vlm_train.data.media import load_image
+from vlm_train.data.sample import Box, Message, Part, Sample, prompt_messages
+from vlm_train.rewards.parse import parse_completion
+from vlm_train.tools.crop import crop
+
+
+@dataclass
+class Row:
+    """One rollout in progress."""
+
+    sample: Sample
+    prompt_ids: list[int]
+    mm: list[dict[str, torch.Tensor]]  # per image, in placeholder order
+    original: Any  # PIL image the crop tool cuts from
+    completion_ids: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)  # 1 generated, 0 tool turn
+    text: list[str] = field(default_factory=list)  # generated segments
+    calls: int = 0
+    crops: list[Any] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.completion_ids
+
+
+def split_batch(batch: dict[str, Any], row: int = 0) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """Unpadded ids of ``row`` and the multimodal tensors of a one-sample batch."""
+    ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+    mm = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "labels") and torch.is_tensor(v)}
+    return ids, mm
+
+
+def merge_mm(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate per-image tensors in order (pixel rows/tiles and, for Ovis2.5, grid rows)."""
+    keys = {k for p in parts for k in p}
+    return {k: torch.cat([p[k] for p in parts if k in p]) for k in sorted(keys)}
+
+
+def prompt_sample(sample: Sample) -> Sample:
+    """The sample without its final answer (see ``prompt_messages``)."""
+    return dataclasses.replace(sample, messages=prompt_messages(sample.messages))
+
+
+class CropToolRollout:
+    """Generates completions for a batch of canonical samples, executing crop calls live."""
+
+    def __init__(self, family: Any, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str], coords: str):
+        self.family, self.processor, self.builder = family, processor, builder
+        self.tok = processor.tokenizer
+        self.tools_cfg, self.image_roots, self.coords = tools_cfg, image_roots, coords
+        self.im_end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        self.call_end = self._single_token("</tool_call>")
+        self.pad = self.tok.pad_token_id
+        self.close_ids = self.tok("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        self.header_ids = self.tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+        self.suppress = [t for t in family.suppress_token_ids(processor) if t is not None and t >= 0]
+
+    def _single_token(self, s: str) -> int | None:
+        ids = self.tok(s, add_special_tokens=False)["input_ids"]
+        return ids[0] if len(ids) == 1 else None
+
+    # ---- building rows -----------------------------------------------------------------
+    def start(self, sample: Sample) -> Row:
+        ps = prompt_sample(sample)
+        ids, mm = split_batch(self.builder([ps], for_generation=True))
+        first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
+        original = load_image(first, self.image_roots)
+        return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
+
+    def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:
+        """Token ids (closing the assistant turn, the tool turn, the next assistant header) and pixels."""
+        image = crop(row.original, box, self.tools_cfg.min_crop_size)
+        turn = Sample(id=f"{row.sample.id}-tool{row.calls}", messages=[Message("tool", [Part("tool_response", media="<crop>")])])
+        ids, mm = split_batch(self.builder([turn], images=[[image]]))
+        return self.close_ids + ids + self.header_ids, mm, image
+
+    # ---- generation --------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> None:
+        active = [r for r in rows if not r.done]
+        while active:
+            budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
+            width = max(len(r.ids) for r in active)
+            ids = torch.full((len(active), width), self.pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, r in enumerate(active):  # left padding: new tokens append on the right
+                ids[i, width - len(r.ids):] = torch.tensor(r.ids)
+                mask[i, width - len(r.ids):] = 1
+            mm = merge_mm([m for r in active for m in r.mm])
+            device = next(model.parameters()).device
+            stop = [self.im_end] + ([self.call_end] if self.call_end is not None else [])
+            out = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                **{k: v.to(device) for k, v in mm.items()},
+                max_new_tokens=budget,
+                eos_token_id=stop,
+                pad_token_id=self.pad,
+                suppress_tokens=self.suppress or None,
+                **gen,
+            )
+            new = out[:, width:].tolist()
+            nxt = []
+            for r, toks in zip(active, new, strict=True):
+                toks = _until_stop(toks, stop, self.pad)
+                r.completion_ids += toks
+                r.mask += [1] * len(toks)
+                text = self.tok.decode(toks, skip_special_tokens=False)
+                r.text.append(text)
+                room = max_completion - len(r.completion_ids)
+                if toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0:
+                    box = self._called_box(r, text)
+                    if box is not None:
+                        turn_ids, turn_mm, image = self.tool_turn(r, box)
+                        r.completion_ids += turn_ids
+                        r.mask += [0] * len(turn_ids)
+                        r.mm.append(turn_mm)
+                        r.crops.append(image)
+                        r.calls += 1
+                        nxt.append(r)
+                        continue
+                r.done = True
+            active = [r for r in nxt if len(r.completion_ids) < max_completion]
+            for r in nxt:
+                if r not in active:
+                    r.done = True
+
+    def _called_box(self, row: Row, text: str) -> Box | None:
+        w, h = row.original.size
+        parsed = parse_completion(text, (w, h), coords=self.coords)
+        calls = [c for c in parsed.tool_calls if c.box is not None and c.well_formed]
+        return calls[-1].box.box if calls else None
+
+
+def _until_stop(toks: list[int], stop: list[int], pad: int) -> list[int]:
+    out = []
+    for t in toks:
+        if t == pad and t not in stop:
+            break
+        out.append(t)
+        if t in stop:
+            break
+    return out
