@@ -40,7 +40,7 @@ reap() {
     # Ray processes of this job on this node carry VT_RAY_JOB=<job id> in their environment
     # (set just below, inherited by raylet and its workers): kill those that outlived
     # `ray start`, by pid, and nothing else.
-    local pid
+    local env pid
     for env in /proc/[0-9]*/environ; do
         pid=${env#/proc/}; pid=${pid%/environ}
         [ "$pid" = "$$" ] && continue
