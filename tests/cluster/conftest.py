@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,6 @@ def local_slurm(tmp_path_factory) -> LocalSlurm:
         raise
     yield slurm
     slurm.stop()
+    # Keep the daemons' logs only when asked (debugging a failure).
+    if not os.environ.get("VLM_TRAIN_KEEP_SLURM_LOGS"):
+        shutil.rmtree(root, ignore_errors=True)
