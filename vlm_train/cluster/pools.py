@@ -7,7 +7,7 @@ jobs never hard-code cluster shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,9 @@ class PoolSpec:
         return self.gpus_per_node if self.is_gpu else int(self.workers_per_node or 0)
 
 
+_REQUIRED = [f.name for f in fields(PoolSpec) if f.default is MISSING and f.default_factory is MISSING]
+
+
 def load_pool(name: str, pools_dir: str | Path = "cluster/pools") -> PoolSpec:
     """Load pool ``name`` (a file ``<pools_dir>/<name>.yaml``, or a path to a YAML)."""
     p = Path(name) if name.endswith((".yaml", ".yml")) else Path(pools_dir) / f"{name}.yaml"
@@ -100,6 +103,9 @@ def load_pool(name: str, pools_dir: str | Path = "cluster/pools") -> PoolSpec:
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError("<root>", "a pool spec must be a mapping")
+        missing = [f.name for f in fields(PoolSpec) if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+        if missing:
+            raise ConfigError(missing[0], f"required key missing (required: {', '.join(_REQUIRED)})")
         return from_dict(PoolSpec, data)
     except ConfigError as e:
         raise ConfigError(e.key, e.reason, p) from None

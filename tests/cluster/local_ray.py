@@ -1,0 +1,95 @@
+"""Real multi-node Ray on one host: several `ray start --block` runtimes, each its own "node".
+
+Each runtime is a child process of the test; stopping it is a SIGTERM to that pid (`ray
+start --block` then stops everything it started), never `ray stop`, which would also stop
+other users' Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalMultiNode:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    gcs_port: int = 0
+    dashboard_port: int = 0
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        token = self.root / "token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "1",
+        }
+        self.env.pop("RAY_ADDRESS", None)
+        self._worker_ports = random.randrange(20000, 29000, 200)
+
+    def _node_ports(self) -> list[str]:
+        lo = self._worker_ports + 50 * len(self.procs)
+        return [
+            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+            f"--min-worker-port={lo}", f"--max-worker-port={lo + 49}",
+        ]
+
+    def add_node(self, num_cpus: int, extra: list[str] = ()) -> None:
+        """The first call starts the head; later calls join worker runtimes to it."""
+        args = [RAY, "start", "--block", "--disable-usage-stats", f"--temp-dir={self.root / 'ray'}", f"--num-cpus={num_cpus}",
+                "--object-store-memory=150000000", *self._node_ports(), *extra]
+        if not self.procs:
+            self.gcs_port, self.dashboard_port = _free_port(), _free_port()
+            args += ["--head", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}", "--include-dashboard=true",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={_free_port()}"]
+        else:
+            args += [f"--address=127.0.0.1:{self.gcs_port}"]
+        log = open(self.root / f"node{len(self.procs)}.log", "ab")
+        self.procs.append(subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+
+    def helper(self, *args: str, timeout: float = 900, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        """Run ``python -m vlm_train.cluster.wrapper_helper ARGS`` as a client of this cluster."""
+        return subprocess.run([sys.executable, "-m", "vlm_train.cluster.wrapper_helper", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+    def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        """Workers first, then the head: a worker drains through the head's GCS on SIGTERM."""
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
