@@ -12,30 +12,14 @@ Exit codes: 0 done, 1 training failed, 2 bad config (nothing started), 3 stopped
 
 from __future__ import annotations
 
-import json
-import sys
-
-from vlm_train.launch.cli import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, parse
+from vlm_train.launch.cli import parse
 
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse(argv, "jobs.grpo", __doc__)
-    from vlm_train.data.prepare import prepare_data
-    from vlm_train.launch.ray_launch import materialise_model, run_stage
-    from vlm_train.models import get_family
-    from vlm_train.train.grpo import train_loop
+    from vlm_train.launch.ray_launch import run_single_stage
 
-    family = get_family(cfg.model.family)
-    cfg = materialise_model(cfg, family)
-    data = prepare_data(cfg, family)
-    try:
-        run_stage(cfg, "grpo", train_loop, extra={"data": data.to_json()})
-    except Exception as e:  # Ray wraps worker errors; the cause is in the worker log above
-        print(f"error: GRPO failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    status = json.loads((cfg.run_dir / "stages" / "grpo.json").read_text())
-    print(f"grpo: steps {status['start_step']} -> {status['global_step']} of {status['max_steps']}, run dir {cfg.run_dir}")
-    return EXIT_OK if status["complete"] else EXIT_STOPPED
+    return run_single_stage(cfg, "grpo")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,31 @@ def run_stage(cfg: JobConfig, stage: str, train_fn, extra: dict[str, Any] | None
     )
     log.info("stage %s: %d workers on pool %s", stage, p.num_workers, p.pool.name)
     return trainer.fit()
+
+
+def run_single_stage(cfg: JobConfig, stage: str) -> int:
+    """What jobs.sft / jobs.grpo do: build the tiny model if asked, prepare data, train, report.
+
+    Returns the job's exit code: 0 done, 1 failed, 3 stopped before the end.
+    """
+    import json
+    import sys
+
+    from vlm_train.data.prepare import prepare_data
+    from vlm_train.models import get_family
+
+    if stage == "sft":
+        from vlm_train.train.sft import train_loop
+    else:
+        from vlm_train.train.grpo import train_loop
+    family = get_family(cfg.model.family)
+    cfg = materialise_model(cfg, family)
+    data = prepare_data(cfg, family)
+    try:
+        run_stage(cfg, stage, train_loop, extra={"data": data.to_json()})
+    except Exception as e:  # Ray wraps worker errors; the cause is in the worker log above
+        print(f"error: {stage} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    status = json.loads((cfg.run_dir / "stages" / f"{stage}.json").read_text())
+    print(f"{stage}: steps {status['start_step']} -> {status['global_step']} of {status['max_steps']}, run dir {cfg.run_dir}")
+    return 0 if status["complete"] else 3

@@ -13,7 +13,6 @@ reference model, logging, DeepSpeed) is TRL's.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,13 @@ from vlm_train.data.sample import Sample
 from vlm_train.models import get_family
 from vlm_train.rewards.functions import build_reward_funcs
 from vlm_train.train import setup
-from vlm_train.train.callbacks import FaultInjectionCallback, RayCheckpointCallback, StopAtStepCallback, ThroughputCallback
-from vlm_train.train.final import save_final
+from vlm_train.train.callbacks import (
+    FaultInjectionCallback,
+    RayCheckpointCallback,
+    StopAtStepCallback,
+    ThroughputCallback,
+)
+from vlm_train.train.loop import train_and_finish
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 
 log = logging.getLogger("vlm_train")
@@ -176,10 +180,7 @@ def build_args(cfg: JobConfig, info: setup.WorkerInfo, reward_weights: list[floa
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point for GRPO (same contract as the SFT loop)."""
-    import ray.train
     from datasets import Dataset
-
-    from vlm_train.train.sft import record_start
 
     cfg = JobConfig.from_dict(config["job"])
     info = setup.init_worker_env(cfg)
@@ -207,29 +208,4 @@ def train_loop(config: dict[str, Any]) -> None:
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
-            record_start(cfg, info, "grpo", start)
-            result = trainer.train(resume_from_checkpoint=d)
-    else:
-        start = 0
-        record_start(cfg, info, "grpo", 0)
-        result = trainer.train()
-    if not stopper.stopped:
-        save_final(trainer, cfg, family, processor, stage="grpo", info=info)
-    if info.is_main:
-        status = {
-            "stage": "grpo",
-            "start_step": start,
-            "global_step": trainer.state.global_step,
-            "max_steps": trainer.state.max_steps,
-            "complete": not stopper.stopped,
-            "train_loss": result.training_loss,
-            "log_history": trainer.state.log_history,
-        }
-        path = cfg.run_dir / "stages" / "grpo.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(status, indent=2))
-    setup.barrier()
+    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor)

@@ -8,7 +8,6 @@ the latest one instead of step 0.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,13 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.models import get_family
 from vlm_train.train import setup
-from vlm_train.train.callbacks import FaultInjectionCallback, RayCheckpointCallback, StopAtStepCallback, ThroughputCallback
-from vlm_train.train.final import save_final
+from vlm_train.train.callbacks import (
+    FaultInjectionCallback,
+    RayCheckpointCallback,
+    StopAtStepCallback,
+    ThroughputCallback,
+)
+from vlm_train.train.loop import train_and_finish
 
 log = logging.getLogger("vlm_train")
 
@@ -44,18 +48,8 @@ def build_args(cfg: JobConfig, info: setup.WorkerInfo):
     return SFTConfig(**kw)
 
 
-def record_start(cfg: JobConfig, info: setup.WorkerInfo, stage: str, step: int) -> None:
-    """Append where each attempt (first run, restart, resubmission) started: the resume record."""
-    if info.is_main:
-        path = cfg.run_dir / "stages" / f"{stage}.resumes.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write(json.dumps({"start_step": step}) + "\n")
-
-
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
-    import ray.train
     from trl import SFTTrainer
 
     cfg = JobConfig.from_dict(config["job"])
@@ -85,32 +79,4 @@ def train_loop(config: dict[str, Any]) -> None:
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
 
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            start_step = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
-            log.info("resuming SFT from checkpoint at step %d", start_step)
-            record_start(cfg, info, "sft", start_step)
-            result = trainer.train(resume_from_checkpoint=d)
-    else:
-        start_step = 0
-        record_start(cfg, info, "sft", 0)
-        result = trainer.train()
-
-    # A run stopped early (preemption aid) leaves no final model: it is not finished.
-    if not stopper.stopped:
-        save_final(trainer, cfg, family, processor, stage="sft", info=info)
-    if info.is_main:
-        status = {
-            "stage": "sft",
-            "start_step": start_step,
-            "global_step": trainer.state.global_step,
-            "max_steps": trainer.state.max_steps,
-            "complete": not stopper.stopped,
-            "train_loss": result.training_loss,
-            "log_history": trainer.state.log_history,
-        }
-        path = cfg.run_dir / "stages" / "sft.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(status, indent=2))
-    setup.barrier()
+    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor)

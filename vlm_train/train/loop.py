@@ -1,0 +1,63 @@
+"""The part of every stage's worker loop after the trainer is built: resume, train, finish."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from vlm_train.config import JobConfig
+from vlm_train.train import setup
+from vlm_train.train.callbacks import StopAtStepCallback
+from vlm_train.train.final import save_final
+
+log = logging.getLogger("vlm_train")
+
+
+def record_start(cfg: JobConfig, info: setup.WorkerInfo, stage: str, step: int) -> None:
+    """Append where each attempt (first run, restart, resubmission) started: the resume record."""
+    if info.is_main:
+        path = cfg.run_dir / "stages" / f"{stage}.resumes.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps({"start_step": step}) + "\n")
+
+
+def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage: str,
+                     stopper: StopAtStepCallback, family: Any, processor: Any) -> None:
+    """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
+
+    A worker-group restart and a resubmitted job (same run name and storage) both find their
+    checkpoint through ``ray.train.get_checkpoint()``.
+    """
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
+            log.info("resuming %s from checkpoint at step %d", stage, start)
+            record_start(cfg, info, stage, start)
+            result = trainer.train(resume_from_checkpoint=d)
+    else:
+        start = 0
+        record_start(cfg, info, stage, 0)
+        result = trainer.train()
+    # A run stopped early (preemption aid) leaves no final model: it is not finished.
+    if not stopper.stopped:
+        save_final(trainer, cfg, family, processor, stage=stage, info=info)
+    if info.is_main:
+        status = {
+            "stage": stage,
+            "start_step": start,
+            "global_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "complete": not stopper.stopped,
+            "train_loss": result.training_loss,
+            "log_history": trainer.state.log_history,
+        }
+        path = cfg.run_dir / "stages" / f"{stage}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(status, indent=2))
+    setup.barrier()
