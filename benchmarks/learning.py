@@ -64,7 +64,7 @@ def main() -> None:
             by = ev.get("by_shapes", {})
             per_stage[st].append(ev.get("acc", float("nan")))
 
-            def g(k):
+            def g(k, by=by):
                 return f"{by[k]['acc']:.3f}" if k in by else "-"
 
             r0, r1 = e.get("reward_start"), e.get("reward_end")

@@ -23,15 +23,11 @@ def test_shipped_config_is_valid(path, repo, monkeypatch, tmp_path, tiny_internv
     if raw.get("model", {}).get("path", "tiny") != "tiny":
         overrides.append(f"model.path={tiny_internvl}")  # real checkpoints are not on this machine
     for split in ("train", "eval"):
-        for i, src in enumerate(raw.get("data", {}).get(split, [])):
-            f = tmp_path / f"{split}{i}.jsonl"
-            f.write_text("")
-            overrides.append(f"data.{split}[{i}]=" + "{path: %s, image_root: %s}" % (f, tmp_path))
-    overrides = [o for o in overrides if "[" not in o.split("=")[0]]  # list items are replaced whole below
-    for split in ("train", "eval"):
         n = len(raw.get("data", {}).get(split, []))
         if n:
-            items = ", ".join("{path: %s, image_root: %s}" % (tmp_path / f"{split}{i}.jsonl", tmp_path) for i in range(n))
+            for i in range(n):
+                (tmp_path / f"{split}{i}.jsonl").write_text("")
+            items = ", ".join(f"{{path: {tmp_path / f'{split}{i}.jsonl'}, image_root: {tmp_path}}}" for i in range(n))
             overrides.append(f"data.{split}=[{items}]")
     cfg = load_config(path, overrides)
     plan = describe(cfg)

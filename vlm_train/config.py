@@ -155,6 +155,15 @@ class ToolsConfig:
     max_calls: int = 2
     min_crop_size: int = 4
     """Crops smaller than this many pixels per side are grown around their centre."""
+    thinking_budget: int | None = None
+    """Rollouts: after this many sampled tokens without </think>, append the official stop text
+    (Ovis2.5's thinking-budget algorithm, applied to every family) and continue."""
+
+    def validate(self, prefix: str) -> None:
+        if self.max_calls < 0:
+            raise ConfigError(f"{prefix}.max_calls", f"must be >= 0, got {self.max_calls}")
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise ConfigError(f"{prefix}.thinking_budget", f"must be >= 1, got {self.thinking_budget}")
 
 
 @dataclass

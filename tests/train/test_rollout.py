@@ -108,3 +108,34 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
     row = rollout.start(sample)
     rollout.generate(scripted, [row], {}, max_completion=500)
     assert row.calls == 1 and len(scripted.calls) == 2  # the second call is not executed
+
+
+def test_thinking_budget_in_rollouts(setup, tmp_path):
+    """Past the budget without </think>, the official text is appended (masked) and generation
+    continues; a rollout that closes </think> in time gets no insertion."""
+    from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
+
+    fam = get_family("internvl")
+    path = fam.tiny(tmp_path / "tiny")
+    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
+    tok = proc.tokenizer
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1, thinking_budget=6), [str(setup)], coords="internvl")
+    long_think = tok("<think> a b c d e f g h i j k l", add_special_tokens=False).input_ids
+    answer = tok("the answer<|im_end|>", add_special_tokens=False).input_ids
+    assert len(long_think) > 6
+    scripted = Scripted(model, [long_think, answer])
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    row = rollout.start(sample)
+    rollout.generate(scripted, [row], {}, max_completion=200)
+    forced = tok(BUDGET_STOP_TEXT, add_special_tokens=False).input_ids
+    assert row.completion_ids == long_think[:6] + forced + answer  # phase 1 stopped at the budget
+    assert row.mask == [1] * 6 + [0] * len(forced) + [1] * len(answer)
+    assert BUDGET_STOP_TEXT in "".join(row.text)
+
+    closed = tok("<think> a </think> done<|im_end|>", add_special_tokens=False).input_ids
+    assert len(closed) <= 6 + 3
+    scripted = Scripted(model, [closed[:6], closed[6:]])
+    row = rollout.start(sample)
+    rollout.generate(scripted, [row], {}, max_completion=200)
+    assert row.completion_ids == closed and all(row.mask)

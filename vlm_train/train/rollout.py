@@ -42,6 +42,8 @@ class Row:
     calls: int = 0
     crops: list[Any] = field(default_factory=list)
     done: bool = False
+    sampled: int = 0  # tokens the policy generated (the thinking budget counts these)
+    thinking_closed: bool = False  # </think> written, or forced by the budget
 
     @property
     def ids(self) -> list[int]:
@@ -82,6 +84,13 @@ class CropToolRollout:
         header = family.hooks.get("assistant_header", lambda enable_thinking=False: "<|im_start|>assistant\n")(False)
         self.header_ids = self.tok(header, add_special_tokens=False)["input_ids"]
         self.suppress = [t for t in family.suppress_token_ids(processor) if t is not None and t >= 0]
+        # Thinking budget (Ovis2.5's algorithm, the same for every family): once a rollout has
+        # sampled this many tokens without closing </think>, the official stop text is appended
+        # (not sampled: no policy loss) and generation continues with the remaining allowance.
+        self.thinking_budget = getattr(tools_cfg, "thinking_budget", None)
+        from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
+
+        self.budget_ids = self.tok(BUDGET_STOP_TEXT, add_special_tokens=False)["input_ids"]
 
     def _single_token(self, s: str) -> int | None:
         ids = self.tok(s, add_special_tokens=False)["input_ids"]
@@ -108,6 +117,9 @@ class CropToolRollout:
         active = [r for r in rows if not r.done]
         while active:
             budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
+            thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
+            if thinking:  # stop this call where the first thinking row reaches its budget
+                budget = min(budget, max(1, min(self.thinking_budget - r.sampled for r in thinking)))
             width = max(len(r.ids) for r in active)
             ids = torch.full((len(active), width), self.pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -133,9 +145,22 @@ class CropToolRollout:
                 toks = _until_stop(toks, stop, self.pad)
                 r.completion_ids += toks
                 r.mask += [1] * len(toks)
+                r.sampled += len(toks)
                 text = self.tok.decode(toks, skip_special_tokens=False)
                 r.text.append(text)
+                if "</think>" in text:
+                    r.thinking_closed = True
                 room = max_completion - len(r.completion_ids)
+                stopped = bool(toks) and toks[-1] in stop
+                if not stopped and room > 0:  # cut by this call's cap, not finished
+                    if self.thinking_budget and not r.thinking_closed and r.sampled >= self.thinking_budget:
+                        forced = self.budget_ids[:room]
+                        r.completion_ids += forced
+                        r.mask += [0] * len(forced)
+                        r.text.append(self.tok.decode(forced, skip_special_tokens=False))
+                        r.thinking_closed = True
+                    nxt.append(r)
+                    continue
                 if toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0:
                     box = self._called_box(r, text)
                     if box is not None:

@@ -62,12 +62,12 @@ def test_labels_follow_official_rule_and_crops_are_inputs(env):
     tok = proc.tokenizer
     batch = FAM.make_inputs(proc, image_roots=[str(root)])([multi_turn()])
     ids, labels = batch["input_ids"][0], batch["labels"][0]
-    learned = tok.decode([i for i, l in zip(ids.tolist(), labels.tolist()) if l != -100])
+    learned = tok.decode([i for i, lab in zip(ids.tolist(), labels.tolist(), strict=True) if lab != -100])
     call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 0, 1000, 231]}}</tool_call>'
     assert learned == f"red 123<|im_end|>Let me look.{call}<|im_end|>yellow<|im_end|>"
     # No vision token is ever a target; the system/user/tool text never is.
     vision = {tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>", "<IMG_CONTEXT>")}
-    assert not any(int(l) in vision for l in labels if l != -100)
+    assert not any(int(lab) in vision for lab in labels if lab != -100)
     # Three images: a (1 tile), b (several tiles), then the crop of b re-made from the original.
     a = proc.image_processor(images=[Image.open(root / "a.png").convert("RGB")], crop_to_patches=True, return_tensors="pt")["pixel_values"]
     b_img = Image.open(root / "b.png").convert("RGB")
