@@ -19,7 +19,7 @@ import torch
 
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Sample
-from vlm_train.eval.metrics import random_shape_baseline, score_by_group, score_ious
+from vlm_train.eval.metrics import iou, random_shape_baseline, score_by_group, score_ious
 from vlm_train.rewards.functions import REWARDS
 from vlm_train.train.rollout import prompt_sample
 
@@ -73,8 +73,6 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     model.eval()
     texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
     ious, groups, preds = [], [], []
-    from vlm_train.eval.metrics import iou
-
     for s, text in zip(samples, texts, strict=True):
         w, h = s.image_sizes[0]
         boxes = family.text_to_boxes(text, w, h)

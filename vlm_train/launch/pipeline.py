@@ -19,7 +19,7 @@ from typing import Any
 
 from vlm_train.config import JobConfig
 from vlm_train.data.prepare import PreparedData, prepare_data
-from vlm_train.launch.ray_launch import connect_ray, materialise_model, placement, run_stage
+from vlm_train.launch.ray_launch import connect_ray, materialise_model, placement, run_stage, train_fn
 from vlm_train.models import get_family
 from vlm_train.train.final import final_dir
 
@@ -34,14 +34,6 @@ def stage_model(cfg: JobConfig, stage: str) -> Path | None:
 def stage_done(cfg: JobConfig, stage: str) -> bool:
     status = cfg.run_dir / "stages" / f"{stage}.json"
     return status.is_file() and json.loads(status.read_text()).get("complete", False) and stage_model(cfg, stage) is not None
-
-
-def _train_fn(stage: str):
-    if stage == "sft":
-        from vlm_train.train.sft import train_loop
-    else:
-        from vlm_train.train.grpo import train_loop
-    return train_loop
 
 
 def evaluate_remote(cfg: JobConfig, data: PreparedData, model_dir: Path, tag: str, step: int) -> dict[str, Any]:
@@ -105,7 +97,7 @@ def run_pipeline(cfg: JobConfig) -> dict[str, Any]:
             log.info("pipeline: %s already complete, skipping", stage)
         else:
             t0 = time.perf_counter()
-            run_stage(stage_cfg, stage, _train_fn(stage), extra={"data": data.to_json()})
+            run_stage(stage_cfg, stage, train_fn(stage), extra={"data": data.to_json()})
             if not stage_done(cfg, stage):
                 raise RuntimeError(f"stage {stage} ended without a final model (stopped early?)")
             report.setdefault(stage, {})["wall_seconds"] = time.perf_counter() - t0

@@ -82,7 +82,7 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
     return replace(cfg, model=replace(cfg.model, path=str(out)))
 
 
-def run_stage(cfg: JobConfig, stage: str, train_fn, extra: dict[str, Any] | None = None):
+def run_stage(cfg: JobConfig, stage: str, loop, extra: dict[str, Any] | None = None):
     """Run one training stage on Ray Train; returns ray.train.Result (raises on failure)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -92,7 +92,7 @@ def run_stage(cfg: JobConfig, stage: str, train_fn, extra: dict[str, Any] | None
     (cfg.run_dir / "config.yaml").write_text(dump_config(cfg))
     connect_ray(cfg, p)
     trainer = TorchTrainer(
-        train_fn,
+        loop,
         train_loop_config={"job": cfg.to_dict(), **(extra or {})},
         torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
         scaling_config=ScalingConfig(**p.scaling_config_kwargs()),
@@ -108,6 +108,15 @@ def run_stage(cfg: JobConfig, stage: str, train_fn, extra: dict[str, Any] | None
     return trainer.fit()
 
 
+def train_fn(stage: str):
+    """The Ray Train per-worker loop of a stage."""
+    if stage == "sft":
+        from vlm_train.train.sft import train_loop
+    else:
+        from vlm_train.train.grpo import train_loop
+    return train_loop
+
+
 def run_single_stage(cfg: JobConfig, stage: str) -> int:
     """What jobs.sft / jobs.grpo do: build the tiny model if asked, prepare data, train, report.
 
@@ -119,15 +128,11 @@ def run_single_stage(cfg: JobConfig, stage: str) -> int:
     from vlm_train.data.prepare import prepare_data
     from vlm_train.models import get_family
 
-    if stage == "sft":
-        from vlm_train.train.sft import train_loop
-    else:
-        from vlm_train.train.grpo import train_loop
     family = get_family(cfg.model.family)
     cfg = materialise_model(cfg, family)
     data = prepare_data(cfg, family)
     try:
-        run_stage(cfg, stage, train_loop, extra={"data": data.to_json()})
+        run_stage(cfg, stage, train_fn(stage), extra={"data": data.to_json()})
     except Exception as e:  # Ray wraps worker errors; the cause is in the worker log above
         print(f"error: {stage} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -47,18 +47,3 @@ def freeze_groups(model: Any, groups: dict[str, list[str]], freeze: dict[str, bo
         counts[group] = n
     return counts
 
-
-def apply_lora(model: Any, lora_cfg: Any, default_targets: list[str]) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    targets: Any = lora_cfg.target_modules or default_targets
-    if isinstance(targets, list) and len(targets) == 1 and any(c in targets[0] for c in "*()|\\"):
-        targets = targets[0]  # a single regex string
-    cfg = LoraConfig(
-        r=lora_cfg.r,
-        lora_alpha=lora_cfg.alpha,
-        lora_dropout=lora_cfg.dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, cfg)
