@@ -11,19 +11,15 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlm_train.testing.ray_cluster import free_port
+
 RAY = str(Path(sys.executable).parent / "ray")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -55,9 +51,9 @@ class LocalMultiNode:
     def _node_ports(self) -> list[str]:
         lo = self._worker_ports + 50 * len(self.procs)
         return [
-            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
             f"--min-worker-port={lo}", f"--max-worker-port={lo + 49}",
         ]
 
@@ -66,9 +62,9 @@ class LocalMultiNode:
         args = [RAY, "start", "--block", "--disable-usage-stats", f"--temp-dir={self.root / 'ray'}", f"--num-cpus={num_cpus}",
                 "--object-store-memory=150000000", *self._node_ports(), *extra]
         if not self.procs:
-            self.gcs_port, self.dashboard_port = _free_port(), _free_port()
+            self.gcs_port, self.dashboard_port = free_port(), free_port()
             args += ["--head", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}", "--include-dashboard=true",
-                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={_free_port()}"]
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}"]
         else:
             args += [f"--address=127.0.0.1:{self.gcs_port}"]
         log = open(self.root / f"node{len(self.procs)}.log", "ab")

@@ -18,14 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlm_train.testing.ray_cluster import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "cluster" / "slurm" / "install_local_slurm.sh"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _real_memory_mb() -> int:
@@ -60,8 +57,8 @@ class LocalSlurm:
         lines = [
             "ClusterName=vlmtest",
             f"SlurmctldHost={self.node}",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
             "SlurmUser=root",
             "SlurmdUser=root",
             "AuthType=auth/munge",
