@@ -1,15 +1,15 @@
-"""Generation with a thinking budget (the Ovis2.5 protocol, specs A7), batched, any family.
+"""Generation with a thinking budget (the Ovis2.5 protocol, docs/models.md "Thinking budget"),
+batched, any family: the texts come from the family's ``ChatFormat``.
 
 Phase 1 generates at most ``budget`` tokens. A row whose phase-1 output holds the end of
 turn is finished. A row that stopped without ``</think>`` gets the official stop text
-appended verbatim (``"\\n\\nConsidering the limited time by the user, I have to give the
-solution based on the thinking directly now.\\n</think>\\n\\n"``); every unfinished row then
+appended verbatim (``chat.budget_stop_text``); every unfinished row then
 continues in phase 2 from prompt + phase 1 (+ appended text) with the rest of
 ``max_new_tokens``. Only unfinished rows run phase 2 when the family can select rows of its
 batch (``select_rows``); otherwise the whole batch runs and finished rows are ignored.
 
 ``model.generate`` must take the batch's keys and return prompt ids followed by new ids
-(transformers' convention for decoder-only models; Ovis2_5 and InternVL both do).
+(transformers' convention for decoder-only models; every registered family's model does).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
+from vlm_train.models.chat import ChatFormat
 
 
 @dataclass
@@ -70,9 +70,7 @@ def generate_with_budget(
     tokenizer: Any,
     *,
     select_rows: Callable[[dict[str, Any], Sequence[int]], dict[str, Any]] | None = None,
-    stop_text: str = BUDGET_STOP_TEXT,
-    end_token: str = "<|im_end|>",
-    think_end_token: str = "</think>",
+    chat: ChatFormat | None = None,
     **gen_kwargs: Any,
 ) -> BudgetOutput:
     """Generate with a thinking budget.
@@ -84,15 +82,18 @@ def generate_with_budget(
         max_new_tokens: total allowance for the completion, appended text included.
         tokenizer: encodes the stop text; provides the pad, end-of-turn and ``</think>`` ids.
         select_rows: (batch, rows) -> sub-batch; lets phase 2 run only unfinished rows.
+        chat: the family's chat format (turn end, ``</think>``, the stop text); None: the
+            default ``ChatFormat``.
         **gen_kwargs: passed to every ``generate`` call (sampling settings, logits processors).
 
     Returns:
         ``BudgetOutput`` with phase 1 + appended text + phase 2 per row.
     """
     pad_id = tokenizer.pad_token_id
-    end_id = tokenizer.convert_tokens_to_ids(end_token)
-    think_end_id = tokenizer.convert_tokens_to_ids(think_end_token)
-    forced_ids = tokenizer.encode(stop_text, add_special_tokens=False)
+    chat = chat or ChatFormat()
+    end_id = tokenizer.convert_tokens_to_ids(chat.turn_end)
+    think_end_id = tokenizer.convert_tokens_to_ids(chat.think_close)
+    forced_ids = tokenizer.encode(chat.budget_stop_text, add_special_tokens=False)
     plain = budget is None or budget >= max_new_tokens
     if not plain and max_new_tokens <= budget + len(forced_ids):
         raise ValueError(
@@ -146,3 +147,11 @@ def generate_with_budget(
         seq[i, : len(c)] = torch.tensor(c, dtype=torch.long)
         fmask[i, : len(f)] = torch.tensor(f, dtype=torch.bool)
     return BudgetOutput(seq, fmask, lengths, pending)
+
+
+def generate(family: Any, model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int | None,
+             max_new_tokens: int, **gen_kwargs: Any) -> BudgetOutput:
+    """``generate_with_budget`` with the family's chat format and row selection."""
+    return generate_with_budget(
+        model, inputs, budget, max_new_tokens, tokenizer, select_rows=family.select_rows, chat=family.chat, **gen_kwargs
+    )

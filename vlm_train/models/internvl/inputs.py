@@ -23,7 +23,7 @@ from PIL import Image
 
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Part, Sample, prompt_messages
-from vlm_train.models.internvl.grounding import to_thousandths
+from vlm_train.models.internvl.grounding import COORDS
 from vlm_train.models.internvl.template import IMAGE_TOKEN
 from vlm_train.tools.crop import crop
 
@@ -41,7 +41,7 @@ def tool_call_text(part: Part, size: tuple[int, int] | None) -> str:
     """``<tool_call>{json}</tool_call>`` with the box in InternVL's 0-1000 convention."""
     args: dict[str, Any] = {}
     if part.box is not None and size is not None:
-        args["bbox_2d"] = to_thousandths(part.box, *size)
+        args["bbox_2d"] = COORDS.to_values(part.box, *size)
     if part.label:
         args["label"] = part.label
     return "<tool_call>" + json.dumps({"name": part.tool or "crop", "arguments": args}) + "</tool_call>"
