@@ -1,4 +1,4 @@
-"""Thinking budget (A7): the stop text appended verbatim, phase-2 allowance, no insertion when
+"""Thinking budget (docs/models.md): the stop text appended verbatim, phase-2 allowance, no insertion when
 </think> comes in time. A logits processor scripts the tiny model's choices, so the tests are
 deterministic."""
 

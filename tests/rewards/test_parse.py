@@ -191,7 +191,7 @@ def test_rollout_answer_from_last_turn_calls_from_all():
     assert [c.error for c in q.tool_calls] == ["unclosed <tool_call>"]
 
 
-# ---- the RefCOCO protocol (specs/models.md B8) -------------------------------------------------
+# ---- the RefCOCO protocol (docs/models.md) -------------------------------------------------
 
 B8_REGEX = re.compile(r"\[*\[(.*?),(.*?),(.*?),(.*?)\]\]*")
 

@@ -5,7 +5,7 @@ samples of a larger set equal a set of k samples, and two seeds give two differe
 
 Each image holds 1..``max_shapes`` non-overlapping shapes. With several shapes the
 expression is built so that every attribute or relation word in it is needed (see the
-CPU-learning notes in DESIGN.md: a model that only learns "box a shape" must fail):
+CPU-learning notes in docs/models.md, "Tiny models on CPU": a model that only learns "box a shape" must fail):
 
 - ``colour``: another shape of the same kind in another colour (and, with 3+ shapes, a
   shape of the same colour and another kind): "the red circle";

@@ -4,7 +4,7 @@ The text is rendered exactly as the checkpoint's chat template renders the same 
 (so prompt ids equal the HF processor's), each image placeholder is expanded to
 ``<img>`` + ``<IMG_CONTEXT>`` x (tokens per tile x tiles) + ``</img>`` as the processor does,
 and the whole string is tokenised once. Labels come from character spans: only assistant
-content and its ``<|im_end|>`` are learned (specs/models.md B6); crops returned by the tool
+content and its ``<|im_end|>`` are learned (docs/models.md, "InternVL3.5"); crops returned by the tool
 are inputs, never targets.
 
 Pixel tiles come from the checkpoint's own image processor, in the order the placeholders

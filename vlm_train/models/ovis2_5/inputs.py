@@ -1,4 +1,4 @@
-"""Ovis2.5 input builder: canonical samples -> a padded batch for training or generation (A9).
+"""Ovis2.5 input builder: canonical samples -> a padded batch for training or generation (docs/models.md, "Ovis2.5").
 
 Per sample: render (template.py), tokenize text segments, expand each visual to
 ``[start] + [atom] * (t*h*w/4) + [end]`` and patchify its pixels. Per batch: right padding with
