@@ -13,6 +13,7 @@ appear, so batches may mix any number of images (and text-only samples) per row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +22,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vlm_train.data.media import load_image
+from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Part, Sample, prompt_messages
 from vlm_train.models.internvl.grounding import COORDS
 from vlm_train.models.internvl.template import IMAGE_TOKEN
-from vlm_train.tools.crop import crop
 
 IGNORE = -100
 
@@ -72,15 +72,18 @@ class InternVLInputs:
         self.end_id = self.tok.convert_tokens_to_ids(processor.end_image_token)
 
     # ---- rendering ---------------------------------------------------------------------
-    def _open(self, path: str) -> Image.Image:
-        return load_image(path, self.image_roots, self.max_image_pixels)
-
     def render(self, sample: Sample, images: Sequence[Image.Image] | None, for_generation: bool) -> Rendered:
         msgs = sample.messages
         if for_generation:
             # Prompt: everything before the final answer, then the assistant header.
             msgs = prompt_messages(msgs)
-        it = iter(images) if images is not None else None
+        if images is None:
+            # The one crop-at-render path (data/media.py -> tools/crop.py), shared by families.
+            images = load_sample_images(
+                dataclasses.replace(sample, messages=msgs), self.image_roots, self.max_image_pixels,
+                min_crop_size=self.min_crop_size,
+            )
+        it = iter(images)
         text, spans, out_images = [], [], []
         pos = 0
         originals: dict[str, Image.Image] = {}
@@ -96,14 +99,7 @@ class InternVLInputs:
 
         def next_image(part: Part) -> Image.Image:
             nonlocal last_size
-            if it is not None:
-                im = next(it)
-            elif part.type == "tool_response" and part.source and part.box is not None:
-                src = originals.get(part.source) or self._open(part.source)
-                im = crop(src, part.box, self.min_crop_size)
-            else:
-                im = self._open(part.media)
-                originals[part.media] = im
+            im = next(it)
             if part.type == "image":
                 last_size = im.size
                 if part.media:

@@ -46,8 +46,8 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
 
 
 def make_inputs(processor: Any, cfg: InputsConfig):
-    """The batch collator (``Ovis2_5Inputs``). ``min_crop_size`` and ``max_tiles`` are not
-    read: Ovis2.5 sizes images natively (no tiles) and crops are made by the shared tool."""
+    """The batch collator (``Ovis2_5Inputs``). ``max_tiles`` is not read: Ovis2.5 sizes
+    images natively (no tiles)."""
     from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
 
     return Ovis2_5Inputs(
@@ -57,6 +57,7 @@ def make_inputs(processor: Any, cfg: InputsConfig):
         enable_thinking=cfg.enable_thinking,
         num_frames=cfg.num_frames,
         max_image_pixels=cfg.max_image_pixels,
+        min_crop_size=cfg.min_crop_size,
     )
 
 
