@@ -99,3 +99,15 @@ def test_inputs_config_from_job_is_the_one_translation():
 def test_config_validates_family_against_the_registry():
     with pytest.raises(ConfigError, match=r"model\.family.*unknown model family 'llava'"):
         load_config("configs/debug/internvl_tiny_sft.yaml", ["model.family=llava"])
+
+
+def test_rewards_read_the_family_syntax_in_its_convention(family):
+    """The reward parser knows no family: it asks every registered one (``find_boxes``)."""
+    from vlm_train.rewards.parse import parse_completion
+
+    box = Box(64, 48, 320, 240)
+    p = parse_completion("<ref>cat</ref>" + family.box_to_text(box, 640, 480), (640, 480), "pixels")
+    (got,) = p.answer_boxes
+    assert got.convention == family.coords.name and got.label == "cat"
+    assert got.box.as_list() == pytest.approx(box.as_list(), abs=1.0)
+    assert [f.form for f in family.find_boxes(family.box_to_text(box, 640, 480))] == [got.form]

@@ -94,6 +94,12 @@ class CoordConvention:
         return all(0.0 <= v <= (hi_x if i % 2 == 0 else hi_y) for i, v in enumerate(values))
 
 
+# A number as a model writes one in text: ASCII digits only (Python's \d also takes e.g.
+# fullwidth digits, which no family writes), optional sign, decimals and exponent.
+NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+# ``[x1, y1, x2, y2]`` with the four numbers as groups (no adjacent unbounded quantifiers).
+FOUR_LIST = rf"\[\s*({NUMBER})\s*,\s*({NUMBER})\s*,\s*({NUMBER})\s*,\s*({NUMBER})\s*\]"
+
 PIXELS = CoordConvention("pixels", scale=None)
 THOUSANDTHS = CoordConvention("1000", scale=1000.0, integer=True)
 # [0, 1): 0.999 is the largest value at 3 decimals; 1.0 is read as the edge (rounded 0.9995).

@@ -129,6 +129,28 @@ class TokenIdsFn(Protocol):
         """Token ids, given the family's processor."""
 
 
+@dataclass(frozen=True)
+class FoundBox:
+    """A box or point in a family's answer syntax, as written (converted by the rewards).
+
+    Attributes:
+        start: offset in the text searched.
+        values: the raw numbers as written: 4 for a box, 2 for a point.
+        form: the syntax's name (e.g. quad_box, pair_box, pair_point).
+        tag_start: offset of the tag a ``<ref>phrase</ref>`` right before it would label.
+    """
+
+    start: int
+    values: tuple[str, ...]
+    form: str
+    tag_start: int
+
+
+class FindBoxesFn(Protocol):
+    def __call__(self, text: str) -> list[FoundBox]:
+        """Every box/point of the family's answer syntax in ``text`` (linear time)."""
+
+
 class SelectRowsFn(Protocol):
     def __call__(self, batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
         """The sub-batch of ``rows`` (pixel tensors included) for a generation batch."""
@@ -146,6 +168,8 @@ class Family:
         make_inputs: (processor, InputsConfig) -> the batch collator.
         tiny: writes a random tiny checkpoint offline.
         box_to_text / text_to_boxes: the family's grounding answer syntax, both directions.
+        find_boxes: the same syntax as raw values, for the rewards (which check order,
+            range and form, and convert with ``coords``).
         grounding_prompt: the family's grounding question for a phrase.
         suppress_token_ids: ids never to sample (vision placeholders), given a processor.
         module_groups: {"vision", "projector", "llm"} -> module-name prefixes (freezing).
@@ -164,6 +188,7 @@ class Family:
     text_to_boxes: TextToBoxesFn
     grounding_prompt: PromptFn
     suppress_token_ids: TokenIdsFn
+    find_boxes: FindBoxesFn
     module_groups: dict[str, list[str]]
     lora_targets: list[str] = field(default_factory=list)
     select_rows: SelectRowsFn | None = None

@@ -4,10 +4,9 @@ Forms understood (``coords`` names the convention, of vlm_train/data/coords.py, 
 syntax does not):
 
 Answer boxes
-  - quad box   ``<ref>a cat</ref><box>[[x1,y1,x2,y2]]</box>``, 0-1000 (e.g. InternVL);
-    ``[[..],[..]]`` holds several.
-  - pair box   ``<box>(x1,y1),(x2,y2)</box>``, [0,1) (e.g. Ovis2.5); ``<point>(x,y)</point>`` is
-    kept as a point.
+  - every registered family's own syntax (``Family.find_boxes``), read in that family's
+    convention: e.g. ``<ref>a cat</ref><box>[[x1,y1,x2,y2]]</box>`` (quad_box, 0-1000) or
+    ``<box>(x1,y1),(x2,y2)</box>`` (pair_box, [0,1)); a 2-value result is kept as a point.
   - JSON       ``{"bbox_2d": [x1,y1,x2,y2], ...}`` in the ``coords`` convention.
   - bare list  ``[x1,y1,x2,y2]`` in the ``coords`` convention, only when no form above occurs
     (VLM-R1 style ``<answer>[..]</answer>``).
@@ -29,21 +28,18 @@ quantifiers) so a 100k-character completion costs milliseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from dataclasses import dataclass, field
 
-from vlm_train.data.coords import THOUSANDTHS, UNIT, convention
+from vlm_train.data.coords import FOUR_LIST, NUMBER, convention
 from vlm_train.data.sample import Box
 from vlm_train.data.toolcalls import CALL_CLOSE, CALL_OPEN, CROP_BRACE, plain_call, tag_spans
 
-# ASCII digits only: Python's \d also takes e.g. fullwidth digits, which no family writes.
-NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-_FOUR = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
-# "(?:,\s*)?" rather than ",?\s*": two adjacent \s* would backtrack quadratically on long blanks.
-_PAIR_BOX = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*(?:,\s*)?\(\s*({NUM})\s*,\s*({NUM})\s*\)")
-_POINT = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)")
+NUM = NUMBER
+_FOUR = re.compile(FOUR_LIST)
 _JSON_BBOX = re.compile(rf"[\"']bbox_2d[\"']\s*:\s*\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -282,6 +278,15 @@ def _safe_repr(obj: object) -> str:
         return "<unprintable>"
 
 
+@functools.cache
+def _families() -> tuple:
+    """Every registered family: an answer box in any family's syntax is read (in that
+    family's convention), whatever the row's ``coords`` says."""
+    from vlm_train.models import FAMILIES, get_family
+
+    return tuple(get_family(n) for n in FAMILIES)
+
+
 # ---- answer -----------------------------------------------------------------------------------
 
 
@@ -318,19 +323,10 @@ def _answer_boxes(text: str, lo: int, hi: int, coords: str, size) -> tuple[list[
         if pb is not None:
             into.append((pos, pb))
 
-    for s, i0, i1, _ in tag_spans(region, "<box>", "</box>"):
-        inner = region[i0:i1]
-        label = _ref_label(region, s)
-        quads = list(_FOUR.finditer(inner))
-        if quads:
-            for m in quads:
-                add(s + m.start(), m.groups(), THOUSANDTHS.name, "quad_box", label)
-        else:
-            for m in _PAIR_BOX.finditer(inner):
-                add(s + m.start(), m.groups(), UNIT.name, "pair_box", label)
-    for s, i0, i1, _ in tag_spans(region, "<point>", "</point>"):
-        for m in _POINT.finditer(region[i0:i1]):
-            add(s, m.groups(), UNIT.name, "pair_point", _ref_label(region, s), points)
+    for fam in _families():
+        for fb in fam.find_boxes(region):
+            into = points if len(fb.values) == 2 else found
+            add(fb.start, fb.values, fam.coords.name, fb.form, _ref_label(region, fb.tag_start), into)
     for m in _JSON_BBOX.finditer(region):
         add(m.start(), m.groups(), coords, "json")
     if not found:

@@ -6,7 +6,7 @@ from typing import Any
 
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
-from vlm_train.models.internvl.grounding import COORDS, box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.internvl.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
 from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
@@ -61,6 +61,7 @@ FAMILY = Family(
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
     suppress_token_ids=suppress_token_ids,
+    find_boxes=find_boxes,
     module_groups={
         "vision": ["model.vision_tower"],
         "projector": ["model.multi_modal_projector"],

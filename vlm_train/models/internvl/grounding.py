@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 
-from vlm_train.data.coords import THOUSANDTHS, UNIT
+from vlm_train.data.coords import FOUR_LIST, THOUSANDTHS, UNIT
 from vlm_train.data.sample import Box
+from vlm_train.data.toolcalls import tag_spans
+from vlm_train.models.base import FoundBox
 
 COORDS = THOUSANDTHS
 
@@ -32,6 +34,17 @@ def text_to_boxes(text: str, width: int, height: int) -> list[Box]:
         # The RefCOCO protocol: values summing to >= 4 are on the 0-1000 scale; smaller ones
         # are already fractions of the image.
         out.append((COORDS if sum(v) >= 4 else UNIT).to_box(v, width, height))
+    return out
+
+
+_FOUR = re.compile(FOUR_LIST)
+
+
+def find_boxes(text: str) -> list[FoundBox]:
+    """Quads inside ``<box>…</box>`` (``[[..],[..]]`` holds several), raw 0-1000 values."""
+    out = []
+    for s, i0, i1, _ in tag_spans(text, "<box>", "</box>"):
+        out += [FoundBox(m.start(), m.groups(), "quad_box", s) for m in _FOUR.finditer(text, i0, i1)]
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
 from vlm_train.models.ovis2_5.constants import EMPTY_THINK
-from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
 
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
@@ -96,6 +96,7 @@ FAMILY = Family(
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
     suppress_token_ids=suppress_token_ids,
+    find_boxes=find_boxes,
     module_groups={
         "vision": ["visual_tokenizer.vit"],
         "projector": ["visual_tokenizer.head", "vte"],

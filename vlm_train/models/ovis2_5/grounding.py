@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 
-from vlm_train.data.coords import UNIT
+from vlm_train.data.coords import NUMBER, UNIT
 from vlm_train.data.sample import Box
+from vlm_train.data.toolcalls import tag_spans
+from vlm_train.models.base import FoundBox
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _BOX_RE = re.compile(rf"<box>\s*\({_NUM},{_NUM}\)\s*,\s*\({_NUM},{_NUM}\)\s*</box>")
@@ -48,6 +50,21 @@ def text_to_boxes(text: str, width: int, height: int) -> list[Box]:
         x, y = (float(g) for g in m.groups())
         found.append((m.start(), COORDS.to_box([x, y, x, y], width, height)))
     return [b for _, b in sorted(found, key=lambda t: t[0])]
+
+
+# "(?:,\s*)?" rather than ",?\s*": two adjacent \s* would backtrack quadratically on long blanks.
+_PAIR = re.compile(rf"\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)\s*(?:,\s*)?\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)")
+_ONE = re.compile(rf"\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)")
+
+
+def find_boxes(text: str) -> list[FoundBox]:
+    """Pairs inside ``<box>…</box>`` and points inside ``<point>…</point>``, raw [0,1) values."""
+    out = []
+    for s, i0, i1, _ in tag_spans(text, "<box>", "</box>"):
+        out += [FoundBox(m.start(), m.groups(), "pair_box", s) for m in _PAIR.finditer(text, i0, i1)]
+    for s, i0, i1, _ in tag_spans(text, "<point>", "</point>"):
+        out += [FoundBox(s, m.groups(), "pair_point", s) for m in _ONE.finditer(text, i0, i1)]
+    return out
 
 
 def grounding_prompt(phrase: str) -> str:
