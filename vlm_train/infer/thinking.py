@@ -23,6 +23,32 @@ import torch
 from vlm_train.models.chat import ChatFormat
 
 
+@dataclass(frozen=True)
+class BudgetProtocol:
+    """The thinking-budget rule, the one implementation shared by inference (below) and GRPO
+    rollouts (vlm_train/train/rollout.py): token ids of the family's turn end, ``</think>`` and
+    stop text, and when the stop text is forced."""
+
+    end_id: int
+    think_end_id: int
+    stop_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer: Any, chat: ChatFormat | None = None) -> BudgetProtocol:
+        chat = chat or ChatFormat()
+        return cls(
+            tokenizer.convert_tokens_to_ids(chat.turn_end),
+            tokenizer.convert_tokens_to_ids(chat.think_close),
+            tuple(tokenizer.encode(chat.budget_stop_text, add_special_tokens=False)),
+        )
+
+    @staticmethod
+    def must_force(sampled: int, budget: int | None, thinking_closed: bool, ended: bool) -> bool:
+        """The stop text is appended once ``budget`` sampled tokens have not closed the thought
+        and the turn has not ended."""
+        return bool(budget) and not ended and not thinking_closed and sampled >= budget  # type: ignore[operator]
+
+
 @dataclass
 class BudgetOutput:
     """Completions of one batch (prompt excluded).
@@ -90,10 +116,8 @@ def generate_with_budget(
         ``BudgetOutput`` with phase 1 + appended text + phase 2 per row.
     """
     pad_id = tokenizer.pad_token_id
-    chat = chat or ChatFormat()
-    end_id = tokenizer.convert_tokens_to_ids(chat.turn_end)
-    think_end_id = tokenizer.convert_tokens_to_ids(chat.think_close)
-    forced_ids = tokenizer.encode(chat.budget_stop_text, add_special_tokens=False)
+    proto = BudgetProtocol.of(tokenizer, chat)
+    end_id, forced_ids = proto.end_id, list(proto.stop_ids)
     plain = budget is None or budget >= max_new_tokens
     if not plain and max_new_tokens <= budget + len(forced_ids):
         raise ValueError(
@@ -114,7 +138,8 @@ def generate_with_budget(
         forced.append([False] * len(toks))
         if plain or stopped:
             continue
-        if think_end_id not in toks:
+        # Phase 1 ran to its cap (not stopped): the budget is spent whatever was trimmed.
+        if proto.must_force(budget, budget, proto.think_end_id in toks, stopped):
             completions[row] = toks + forced_ids
             forced[row] = forced[row] + [True] * len(forced_ids)
         pending.append(row)

@@ -24,6 +24,7 @@ import torch
 
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Message, Part, Sample, prompt_messages
+from vlm_train.infer.thinking import BudgetProtocol
 from vlm_train.models.base import Family
 from vlm_train.rewards.parse import parse_completion
 from vlm_train.tools.crop import crop
@@ -95,7 +96,8 @@ class CropToolRollout:
         # the family's stop text is appended (not sampled: no policy loss) and generation
         # continues with the remaining allowance.
         self.thinking_budget = getattr(tools_cfg, "thinking_budget", None)
-        self.budget_ids = self.tok(chat.budget_stop_text, add_special_tokens=False)["input_ids"]
+        self.budget = BudgetProtocol.of(self.tok, chat)
+        self.budget_ids = list(self.budget.stop_ids)
 
     def _single_token(self, s: str) -> int | None:
         ids = self.tok(s, add_special_tokens=False)["input_ids"]
@@ -158,7 +160,7 @@ class CropToolRollout:
                 room = max_completion - len(r.completion_ids)
                 stopped = bool(toks) and toks[-1] in stop
                 if not stopped and room > 0:  # cut by this call's cap, not finished
-                    if self.thinking_budget and not r.thinking_closed and r.sampled >= self.thinking_budget:
+                    if self.budget.must_force(r.sampled, self.thinking_budget, r.thinking_closed, stopped):
                         forced = self.budget_ids[:room]
                         r.completion_ids += forced
                         r.mask += [0] * len(forced)
