@@ -42,3 +42,18 @@ def tiny_internvl(tmp_path_factory) -> Path:
     from vlm_train.models.internvl import FAMILY
 
     return FAMILY.tiny(tmp_path_factory.mktemp("tiny_internvl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_internvl):
+    """``tiny_checkpoint(name)``: the family's tiny checkpoint, built once per session."""
+    from vlm_train.models import get_family
+
+    built: dict[str, Path] = {"internvl": tiny_internvl}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = get_family(name).tiny(tmp_path_factory.mktemp(f"tiny_{name}"), seed=0)
+        return built[name]
+
+    return get
