@@ -149,7 +149,7 @@ def grpo_rows(samples: list[Sample], coords: str) -> list[dict[str, Any]]:
             "image_size": list(s.image_sizes[0]) if s.image_sizes else None,
             "target_box": target.box.as_list() if target else None,
             "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
-            "answer": s.meta.get("answer_text"),
+            "answer": s.meta.get("answer"),
             "coords": coords,
         })
     return rows
