@@ -4,7 +4,8 @@
 
 Our own sections are declared below; ``sft:`` and ``grpo:`` pass straight through to TRL's
 ``SFTConfig`` / ``GRPOConfig`` (their field names are checked against TRL, so a typo is an
-error that names the key, not a silently ignored option).
+error that names the key, not a silently ignored option). The fields the launcher sets itself
+are listed once, in ``vlm_train.train.args.OWNED``; a user value for one is an error too.
 """
 
 from __future__ import annotations
