@@ -29,6 +29,9 @@ BAD = [
     ("fraction out of range", ["data.max_error_fraction=2"], "data.max_error_fraction: must be in [0, 1]"),
     ("missing data file", ["data.train=[{path: /no/such.jsonl}]"], "data.train[0].path: data file not found"),
     ("unknown stage", ["stages=[sft, dpo]"], "stages: unknown stage 'dpo'"),
+    ("eval not last", ["stages=[eval, sft]"], "stages: eval comes once, last"),
+    ("removed field", ["model.trust_remote_code=true"], "model.trust_remote_code: unknown key"),
+    ("launcher-owned seed", ["sft.seed=3"], "sft.seed: is set by the launcher from run.seed"),
     ("override syntax", ["sft.max_steps"], "override must look like key.path=value"),
 ]
 
@@ -159,6 +162,14 @@ def test_bad_stage_lists(stages, message, repo, monkeypatch):
     monkeypatch.chdir(repo)
     with pytest.raises(ConfigError, match=message):
         load_config(BASE, [f"stages={stages}"])
+
+
+def test_synthetic_and_train_sources_together_is_an_error(repo, monkeypatch, tmp_path):
+    monkeypatch.chdir(repo)
+    (tmp_path / "t.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"data.synthetic: is not used when data.train is given"):
+        load_config(BASE, [f"data.train=[{{path: {tmp_path / 't.jsonl'}}}]"])
+    load_config(BASE, [f"data.train=[{{path: {tmp_path / 't.jsonl'}}}]", "data.synthetic=null"])
 
 
 def test_eval_stage_needs_an_eval_split(repo, monkeypatch):

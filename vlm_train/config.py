@@ -152,6 +152,8 @@ class DataConfig:
     def validate(self, prefix: str) -> None:
         if not self.train and self.synthetic is None:
             raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
+        if self.train and self.synthetic is not None:
+            raise ConfigError(f"{prefix}.synthetic", "is not used when data.train is given; remove one (data.synthetic=null)")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
         if self.num_frames < 1:
