@@ -1,7 +1,8 @@
 """A training worker's place and environment: rank, distributed init, seeding, barrier.
 
-Runs first in every stage's worker loop. On CPU ``deepspeed.comm`` must be initialised before
-anything builds a ZeRO-3 context, or zero.Init sees world size 1 and fails its batch-size check.
+Runs first in every stage's worker loop (docs/design.md, "Load order under ZeRO-3"). On CPU
+``deepspeed.comm`` must be initialised before anything builds a ZeRO-3 context, or zero.Init
+sees world size 1 and fails its batch-size check.
 """
 
 from __future__ import annotations
