@@ -204,7 +204,7 @@ def test_save_then_load_gives_identical_logits(env, tmp_path):
 def test_lora_targets_touch_only_the_language_model(env):
     from peft import get_peft_model
 
-    from vlm_train.train.setup import lora_config
+    from vlm_train.train.model import lora_config
 
     fam, _, _, _, path = env
     cfg = load_config("configs/debug/internvl_tiny_sft.yaml", [f"model.family={fam.name}", "model.lora.enabled=true"])
