@@ -29,9 +29,11 @@ def token_types(input_ids: torch.Tensor, image_token_id: int, video_token_id: in
 
 def derive_token_types(model: Any) -> Any:
     """Make ``model`` (a Qwen3VLForConditionalGeneration) fill ``mm_token_type_ids`` from its
-    ``input_ids`` when a call has vision inputs and none. Bound on the instance: the class, its
-    saved ``architectures`` and every wrapper (PEFT calls ``model.forward`` directly, DeepSpeed
-    calls the module) stay as they are."""
+    ``input_ids`` when a call has vision inputs and none. Bound on instances, not the class:
+    the saved ``architectures`` stay native. The forward hook sits on the inner
+    ``Qwen3VLModel`` (``model.model``), which the outer forward calls through ``__call__``, so
+    it holds whatever wraps the outer model (PEFT, DeepSpeed, accelerate's precision wrapper);
+    ``generate`` is wrapped too, because it computes the prompt's 3D positions before any forward."""
     ids = (model.config.image_token_id, model.config.video_token_id)
 
     def fill(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -41,13 +43,13 @@ def derive_token_types(model: Any) -> Any:
             kwargs["mm_token_type_ids"] = token_types(x, *ids)
         return kwargs
 
-    forward, generate = model.forward, model.generate
-
-    @functools.wraps(forward)
-    def forward_with_types(*args: Any, **kwargs: Any) -> Any:
-        if args:  # positional input_ids (Trainer and TRL pass keywords; keep both working)
+    def hook(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        if args:  # positional input_ids: move to keywords so ``fill`` sees them
             kwargs["input_ids"], args = args[0], args[1:]
-        return forward(*args, **fill(kwargs))
+        return args, fill(kwargs)
+
+    model.model.register_forward_pre_hook(hook, with_kwargs=True)
+    generate = model.generate
 
     @functools.wraps(generate)
     def generate_with_types(*args: Any, **kwargs: Any) -> Any:
@@ -55,5 +57,5 @@ def derive_token_types(model: Any) -> Any:
             kwargs["input_ids"], args = args[0], args[1:]
         return generate(*args, **fill(kwargs))
 
-    model.forward, model.generate = forward_with_types, generate_with_types
+    model.generate = generate_with_types
     return model
