@@ -1,6 +1,6 @@
 """Qwen3-VL through the unchanged jobs, end to end: jobs.pipeline on the tiny model with 2 CPU
-workers, ZeRO-3 + LoRA, SFT then GRPO with the crop tool live, evaluated before and after each.
-One Ray run asserting many things (the other families' job tests cover ZeRO-2 and full FT)."""
+workers, LoRA on ZeRO-2, SFT then GRPO with the crop tool live, evaluated before and after each.
+One Ray run asserting many things."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 CFG = "configs/debug/qwen3_vl_tiny_pipeline.yaml"
 
 
-def test_zero3_lora_sft_then_grpo_with_the_crop_tool(repo, ray_cluster, tmp_path, monkeypatch, capsys):
+def test_lora_sft_then_grpo_with_the_crop_tool(repo, ray_cluster, tmp_path, monkeypatch, capsys):
     from peft import PeftModel
 
     from jobs import pipeline
@@ -29,7 +29,7 @@ def test_zero3_lora_sft_then_grpo_with_the_crop_tool(repo, ray_cluster, tmp_path
     monkeypatch.chdir(repo)
     storage = tmp_path / "runs"
     args = [CFG, f"run.storage_path={storage}", "run.name=q3", f"cluster.address={ray_cluster.gcs_address}",
-            "deepspeed.config=configs/deepspeed/zero3.json", "model.lora.enabled=true", "model.lora.merge_at_end=true",
+            "model.lora.enabled=true", "model.lora.merge_at_end=true",
             "sft.max_steps=24", "sft.save_steps=24", "sft.logging_steps=1", "grpo.max_steps=2", "grpo.save_steps=2",
             "data.synthetic.n_eval=16"]
     assert pipeline.main(args) == 0
