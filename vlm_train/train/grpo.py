@@ -161,7 +161,8 @@ def grpo_rows(samples: list[Sample], coords: str) -> list[dict[str, Any]]:
             "sample": s.to_json(),
             "image_size": list(s.image_sizes[0]) if s.image_sizes else None,
             "target_box": target.box.as_list() if target else None,
-            "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
+            # A crop call should aim at what the prompt names: the target when there is one.
+            "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in (s.targets or s.regions)],
             "answer": s.meta.get("answer_text"),
             "coords": coords,
         })

@@ -50,7 +50,8 @@ def build_args(cfg: JobConfig, info: setup.WorkerInfo):
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
-    from trl import SFTTrainer
+    from vlm_train.train.sft_trainer import VLMSFTTrainer
+    from vlm_train.train.value_loss import ValueSmoothedLoss
 
     cfg = JobConfig.from_dict(config["job"])
     info = setup.init_worker_env(cfg)
@@ -62,8 +63,12 @@ def train_loop(config: dict[str, Any]) -> None:
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
     collator = family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length)
 
+    sigma, values = cfg.loss.coordinate_sigma, family.hooks.get("value_tokens", lambda p: {})(processor)
+    value_loss = ValueSmoothedLoss(values, sigma) if sigma > 0 and values else None
+    if sigma > 0 and not values:
+        log.warning("loss.coordinate_sigma=%s: this tokenizer has no value tokens; plain cross-entropy", sigma)
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
-    trainer = SFTTrainer(
+    trainer = VLMSFTTrainer(
         model=model,
         args=args,
         train_dataset=setup.rows(train),
@@ -76,6 +81,7 @@ def train_loop(config: dict[str, Any]) -> None:
             FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir / "work" / "sft" / "failure_injected"),
             stopper,
         ],
+        value_loss=value_loss,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
 

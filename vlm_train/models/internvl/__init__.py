@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlm_train.models.base import Family
-from vlm_train.models.internvl.grounding import box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.internvl.grounding import box_to_text, grounding_prompt, text_to_boxes, value_tokens
 from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
@@ -62,5 +62,7 @@ FAMILY = Family(
     },
     # Regex (peft matches the full module name): the language model's projections only, so the
     # vision tower's q/k/v of the same names are not adapted unless asked.
+    # Coordinate-value tokens (id -> value) for the value-smoothed SFT loss (loss.coordinate_sigma).
+    hooks={"value_tokens": value_tokens},
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
 )
