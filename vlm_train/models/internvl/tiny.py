@@ -27,6 +27,9 @@ from vlm_train.models.internvl.grounding import value_tokens
 from vlm_train.models.internvl.template import CHAT_TEMPLATE, SPECIAL_TOKENS, TOKENIZER_EXTRAS
 
 
+TOOL_CALL_WORDS = ('"bbox_2d"', '"name"', '"crop"', '"arguments"', '"label"')
+
+
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     """(grid * grid, dim) fixed 2-D sin-cos position embedding, rows in raster order.
 
@@ -61,7 +64,9 @@ def build_processor(out_dir: Path | None, image_size: int, max_tiles: int = 4, c
     from vlm_train.testing.tokenizer import train_bpe
 
     # One token per 0-1000 coordinate value (InternVL's box convention) unless asked otherwise.
-    extra = [str(i) for i in range(1001)] if coordinate_tokens else []
+    # The crop call's JSON keys are whole tokens too: added tokens match anywhere, so without
+    # them the "2" of "bbox_2d" would be read as the coordinate value 2 (and trained as one).
+    extra = [str(i) for i in range(1001)] + list(TOOL_CALL_WORDS) if coordinate_tokens else []
     tok = train_bpe(corpus or [], SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
     tokenizer = TokenizersBackend(
         tokenizer_object=tok,
