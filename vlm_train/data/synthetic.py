@@ -5,7 +5,7 @@ samples of a larger set equal a set of k samples, and two seeds give two differe
 
 Each image holds 1..``max_shapes`` non-overlapping shapes. With several shapes the
 expression is built so that every attribute or relation word in it is needed (see the
-CPU-learning notes in DESIGN.md: a model that only learns "box a shape" must fail):
+CPU-learning notes in docs/models.md, "Tiny models on CPU": a model that only learns "box a shape" must fail):
 
 - ``colour``: another shape of the same kind in another colour (and, with 3+ shapes, a
   shape of the same colour and another kind): "the red circle";
@@ -245,8 +245,8 @@ def generate(
     image_size: int = 64,
     max_shapes: int = 3,
     kind: Kind = "grounding",
-    box_text: BoxText = coords.internvl_box_text,
-    prompt: Prompt = coords.internvl_grounding_prompt,
+    box_text: BoxText = coords.pixel_box_text,
+    prompt: Prompt = coords.plain_grounding_prompt,
     crop_fraction: float = 0.5,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
@@ -264,8 +264,8 @@ def generate(
             tool turn, then the box text) or "grounding_mixed" (each sample "grounding" or
             "grounding_crop"; ``crop_fraction`` of them crop).
         crop_fraction: share of "grounding_crop" samples in "grounding_mixed".
-        box_text: the family's box text for (box, width, height); default InternVL 0-1000.
-        prompt: the family's grounding prompt for a phrase; default InternVL's RefCOCO prompt.
+        box_text: the family's box text for (box, width, height); default the neutral pixel JSON.
+        prompt: the family's grounding prompt for a phrase; default a neutral question.
 
     Returns:
         Samples with ``targets`` (the phrase and its pixel box), ``regions`` (every shape),

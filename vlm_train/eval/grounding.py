@@ -25,6 +25,7 @@ import torch
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Sample
 from vlm_train.eval.metrics import iou, random_shape_baseline, score_by_group, score_ious
+from vlm_train.models.base import InputsConfig
 from vlm_train.rewards.functions import REWARDS
 from vlm_train.train.rollout import prompt_sample
 
@@ -63,11 +64,11 @@ def generate_texts(model: Any, processor: Any, family: Any, builder: Any, sample
             kw["pixel_values"] = kw["pixel_values"].to(next(model.parameters()).dtype)
         gen = model.generate(
             **kw, max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False, num_beams=1,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids(family.chat.turn_end),
             suppress_tokens=[t for t in family.suppress_token_ids(processor) if t is not None and t >= 0] or None,
         )
         out += tok.batch_decode(gen[:, width:].clamp(min=0), skip_special_tokens=False)
-    return [t.split("<|im_end|>")[0].replace("<|endoftext|>", "") for t in out]
+    return [family.chat.strip_completion(t) for t in out]
 
 
 @torch.no_grad()
@@ -77,13 +78,13 @@ def generate_with_tool(model: Any, processor: Any, family: Any, builder: Any, sa
     """Greedy rollouts with the crop tool live: per sample its generated turns and its call count."""
     from vlm_train.train.rollout import CropToolRollout
 
-    rollout = CropToolRollout(family, processor, builder, tools, image_roots, coords=family.name)
+    rollout = CropToolRollout(family, processor, builder, tools, image_roots)
     turns, calls = [], []
     for i in range(0, len(samples), batch_size):
         rows = [rollout.start(s) for s in samples[i : i + batch_size]]
         rollout.generate(model, rows, {"do_sample": False, "num_beams": 1}, max_new_tokens)
         for r in rows:
-            turns.append([t.split("<|im_end|>")[0].replace("<|endoftext|>", "") for t in r.text] or [""])
+            turns.append([family.chat.strip_completion(t) for t in r.text] or [""])
             calls.append(r.calls)
     return turns, calls
 
@@ -97,7 +98,7 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     """
     t0 = time.perf_counter()
     samples = [s for s in samples if s.targets and s.image_sizes]
-    builder = family.make_inputs(processor, None, image_roots=image_roots)
+    builder = family.make_inputs(processor, InputsConfig(image_roots=tuple(image_roots)))
     model.eval()
     if tools is not None and getattr(tools, "max_calls", 0) > 0:
         turns, calls = generate_with_tool(model, processor, family, builder, samples, image_roots, tools,

@@ -14,6 +14,7 @@ from typing import Any
 
 from vlm_train.config import JobConfig
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
     FaultInjectionCallback,
@@ -61,9 +62,10 @@ def train_loop(config: dict[str, Any]) -> None:
     data = config["data"]
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
-    collator = family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length)
+    collator = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length))
 
-    sigma, values = cfg.loss.coordinate_sigma, family.hooks.get("value_tokens", lambda p: {})(processor)
+    sigma = cfg.loss.coordinate_sigma
+    values = family.value_tokens(processor) if family.value_tokens is not None else {}
     value_loss = ValueSmoothedLoss(values, sigma) if sigma > 0 and values else None
     if sigma > 0 and not values:
         log.warning("loss.coordinate_sigma=%s: this tokenizer has no value tokens; plain cross-entropy", sigma)

@@ -7,7 +7,7 @@ the value tokens centred on the target value (standard deviation ``sigma`` in va
 every other labelled token against its one-hot target, as in label smoothing with a
 distance-aware prior (Szegedy et al. 2016, https://arxiv.org/abs/1512.00567; the same idea as
 the Gaussian heatmap targets of keypoint models). Which tokens are values is the family's
-business (``Family.hooks["value_tokens"]``); with none the loss is plain cross-entropy.
+business (``Family.value_tokens``); with none the loss is plain cross-entropy.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def test_tiny_init_positions_and_value_tokens(tiny_internvl):
     grid = round(pe.shape[0] ** 0.5)
     near, far = F.cosine_similarity(pe[0], pe[1], dim=0), F.cosine_similarity(pe[0], pe[grid * grid - 1], dim=0)
     assert near > far
-    values = get_family("internvl").hooks["value_tokens"](proc)
+    values = get_family("internvl").value_tokens(proc)
     assert len(values) == 1001 and sorted(values.values()) == list(range(1001))
     ids = {v: i for i, v in values.items()}
     for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):

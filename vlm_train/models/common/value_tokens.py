@@ -7,7 +7,7 @@ Writing sinusoidal features of the value (as Transformer position encodings, Vas
 2017, https://arxiv.org/abs/1706.03762) into both the input embedding and the output (lm_head)
 rows makes neighbouring values similar from step 0, so a hidden state that points near a value
 already scores its neighbours high. The family decides which tokens are values
-(``Family.hooks["value_tokens"]``); this module knows nothing about families.
+(``Family.value_tokens``); this module knows nothing about families.
 """
 
 from __future__ import annotations
