@@ -121,7 +121,7 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     score = score_ious(ious)
     shapes = [[r.box for r in s.regions] or [s.targets[0].box] for s in samples]
     baseline = random_shape_baseline(shapes, [s.targets[0].box for s in samples])
-    cols = {"image_size": [list(s.image_sizes[0]) for s in samples], "coords": [family.name] * len(samples)}
+    cols = {"image_size": [list(s.image_sizes[0]) for s in samples], "coords": [family.coords.name] * len(samples)}
     box_valid = REWARDS["box_valid"](texts, **cols) if samples else []
     fmt = REWARDS["format"](texts, **cols) if samples else []
     return EvalResult(
