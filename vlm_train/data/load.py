@@ -157,7 +157,7 @@ def load_dataset(
     if sources:
         text = _family_text(family)
         for src in sources:
-            opts = ReadOptions(image_root=src.image_root, **text)
+            opts = ReadOptions(image_root=src.image_root, roots=tuple(data_cfg.image_roots), **text)
             roots.append(opts.root_for(src.path))
             kept: list[Sample] = []
             items = list(_read_source(src.path, src.format, opts))
@@ -168,6 +168,8 @@ def load_dataset(
                     collect.add(item, unread=True)
                     continue
                 n_read += 1
+                # The loader stamped this root (the source's, or a format's root confined to
+                # the configured ones), so adding it never widens what the config allows.
                 if item.meta.get("image_root"):
                     roots.append(str(item.meta["image_root"]))
                 if _keep(item, validator, validate, collect):
