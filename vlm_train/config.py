@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
+from vlm_train.redact import check_override, redact
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
 
@@ -304,6 +305,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
     if not isinstance(tree, dict):
         raise ConfigError("<root>", "the config must be a mapping of sections", file)
     for o in overrides or []:
+        refused = check_override(o)
+        if refused:
+            raise ConfigError(o.split("=", 1)[0].strip(), refused, file)
         try:
             apply_override(tree, o)
         except ConfigError as e:
@@ -340,17 +344,3 @@ def absolutise(cfg: JobConfig) -> None:
 def dump_config(cfg: JobConfig) -> str:
     """YAML of the resolved config with secrets redacted (safe to write next to a run)."""
     return yaml.safe_dump(redact(cfg.to_dict()), sort_keys=False)
-
-
-_SECRET_HINTS = ("token", "password", "secret", "api_key", "apikey", "credential")
-
-
-def redact(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {
-            k: ("***" if any(h in str(k).lower() for h in _SECRET_HINTS) and v else redact(v))
-            for k, v in tree.items()
-        }
-    if isinstance(tree, list):
-        return [redact(v) for v in tree]
-    return tree

@@ -16,6 +16,7 @@ from typing import Any
 from vlm_train.cluster.node_resources import node_labels, node_resources
 from vlm_train.cluster.pools import PoolSpec
 from vlm_train.cluster.render_common import RAY_VERSION, JobSpec, gpu_pools
+from vlm_train.redact import redact_text
 
 # Kubelet, device plugins and daemon sets need room on each node: request 90% of it.
 HEADROOM = 0.9
@@ -151,7 +152,7 @@ def render_rayjob(pools: list[PoolSpec], opts: KubeOptions, job: JobSpec) -> dic
         "kind": "RayJob",
         "metadata": _metadata(opts),
         "spec": {
-            "entrypoint": job.entrypoint(f"{opts.storage_mount}/runs"),
+            "entrypoint": redact_text(job.entrypoint(f"{opts.storage_mount}/runs")),
             # The driver only coordinates: keep it on the head, off the GPU workers.
             "entrypointNumCpus": 0,
             "submissionMode": "K8sJobMode",
