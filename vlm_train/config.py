@@ -223,8 +223,11 @@ class RunConfig:
     """Testing aid: exit the job cleanly (status 3) after this step's checkpoint (simulated preemption)."""
 
     def validate(self, prefix: str) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"{prefix}.name", f"must be a non-empty name without '/', got {self.name!r}")
+        from vlm_train.names import run_name_problem
+
+        problem = run_name_problem(self.name)
+        if problem:
+            raise ConfigError(f"{prefix}.name", problem)
         if self.max_failures < -1:
             raise ConfigError(f"{prefix}.max_failures", f"must be >= -1, got {self.max_failures}")
 

@@ -134,6 +134,13 @@ def raycluster_spec(pools: list[PoolSpec], opts: KubeOptions, job: JobSpec | Non
 
 
 def _metadata(opts: KubeOptions) -> dict[str, Any]:
+    from vlm_train.config_base import ConfigError
+    from vlm_train.names import dns_label_problem
+
+    for flag, value in (("--name", opts.name), ("--namespace", opts.namespace)):
+        problem = value is not None and dns_label_problem(value)
+        if problem:
+            raise ConfigError(flag, problem)
     meta: dict[str, Any] = {"name": opts.name, "labels": {"app.kubernetes.io/name": "vlm-train"}}
     if opts.namespace:
         meta["namespace"] = opts.namespace
