@@ -268,7 +268,8 @@ class JobConfig:
 
 TRL_SECTIONS = {"sft": "SFTConfig", "grpo": "GRPOConfig"}
 # Keys the launcher owns; setting them in sft:/grpo: would fight the launcher.
-_RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "logging_dir"}
+_RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "logging_dir", "save_safetensors"}
+# (save_safetensors: transformers 5 always writes safetensors; a pickle switch is not offered.)
 
 
 def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:

@@ -29,12 +29,24 @@ def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage:
     setup.barrier()
     if not info.is_main:
         return
+    drop_pickles(target, trainer.args)
     processor.save_pretrained(str(target))
     loadable = target
     if lora and cfg.model.lora.merge_at_end:
         loadable = merge_adapter(cfg, family, target, out / "merged")
     (out / "MODEL").write_text(str(loadable.relative_to(out)) + "\n")
     log.info("%s: final model at %s", stage, loadable)
+
+
+def drop_pickles(model_dir, args: Any) -> None:
+    """Replace the Trainer's ``training_args.bin`` (a pickle) with readable JSON: a final model
+    directory is what others load, and nothing in it may need unpickling."""
+    from pathlib import Path
+
+    pickled = Path(model_dir) / "training_args.bin"
+    if pickled.exists():
+        pickled.unlink()
+    (Path(model_dir) / "training_args.json").write_text(args.to_json_string())  # hub_token masked by HF
 
 
 def merge_adapter(cfg: JobConfig, family: Any, adapter_dir, out_dir):

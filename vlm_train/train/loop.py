@@ -11,6 +11,7 @@ from vlm_train.config import JobConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
+from vlm_train.train.trust import check_trusted
 
 log = logging.getLogger("vlm_train")
 
@@ -36,6 +37,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
+            check_trusted(d, cfg.run_dir)
             start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
             log.info("resuming %s from checkpoint at step %d", stage, start)
             record_start(cfg, info, stage, start)

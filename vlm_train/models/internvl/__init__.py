@@ -16,8 +16,10 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     from transformers import AutoProcessor, AutoTokenizer, InternVLForConditionalGeneration
 
     from vlm_train.models.common import resolve_attn
+    from vlm_train.models.weights import require_safetensors
 
     path = model_cfg.path
+    require_safetensors(path)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except AttributeError:
@@ -25,7 +27,8 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(path, extra_special_tokens=dict(TOKENIZER_EXTRAS))
         processor = AutoProcessor.from_pretrained(path, tokenizer=tok, trust_remote_code=False)
     model = InternVLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False,
+        use_safetensors=True,
     )
     return model, processor
 

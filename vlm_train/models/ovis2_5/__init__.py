@@ -26,6 +26,7 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     from vlm_train.models.common import resolve_attn, resolve_dtype
     from vlm_train.models.ovis2_5.modeling import Ovis2_5
     from vlm_train.models.ovis2_5.processor import Ovis2_5Processor
+    from vlm_train.models.weights import require_safetensors
 
     path = model_cfg.path
     if path == "tiny":
@@ -36,8 +37,9 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
         )
     if dtype is None:
         dtype = resolve_dtype(model_cfg.dtype)
+    require_safetensors(path)
     model = Ovis2_5.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation)
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), use_safetensors=True
     )
     processor = Ovis2_5Processor.from_pretrained(path, max_pixels=model_cfg.max_pixels)
     return model, processor
