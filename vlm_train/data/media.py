@@ -83,7 +83,9 @@ def _open(real: Path, shown: str) -> Image.Image:
         raise MediaError(f"{shown}: {e}", TOO_LARGE) from None
     except UnidentifiedImageError:
         raise MediaError(
-            f"{shown}: not an image of an allowed raster format ({', '.join(RASTER_FORMATS)})", CORRUPT_MEDIA
+            f"{shown}: cannot read image header (not an image of an allowed raster format: "
+            f"{', '.join(RASTER_FORMATS)})",
+            CORRUPT_MEDIA,
         ) from None
     except Exception as e:  # PIL raises many types for unreadable headers
         raise MediaError(f"{shown}: cannot read image header ({type(e).__name__}: {e})", CORRUPT_MEDIA) from None

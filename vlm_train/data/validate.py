@@ -202,6 +202,10 @@ class Validator:
 def _check_box(box: Box | None, size: tuple[int, int] | None, what: str) -> None:
     if box is None:
         raise SampleProblem(BAD_BOX, f"{what}: missing box")
+    try:  # samples built in code (not read by a reader) reach here too
+        coords.parse_numbers(box.as_list())
+    except ValueError as e:
+        raise SampleProblem(BAD_BOX, f"{what}: {e}") from None
     problem = coords.box_problem(box, *(size or (None, None)))
     if problem:
         raise SampleProblem(BAD_BOX, f"{what}: {problem}")

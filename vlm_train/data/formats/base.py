@@ -65,6 +65,8 @@ def samples_from_records(records: Iterator[Any], source: str, convert: RecordFn)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             # Wrong field types in hand-edited data: report, never crash the whole read.
             yield DataIssue(BAD_FIELD, f"{type(e).__name__}: {e}", source, line, sid)
+        except RecursionError:  # e.g. a tool call's JSON arguments nested 100,000 deep
+            yield DataIssue(BAD_FIELD, "a field is nested too deeply", source, line, sid)
 
 
 # Meta keys that say where a sample was read from and which root its media resolve against.
