@@ -124,6 +124,14 @@ class SyntheticConfig:
             raise ConfigError(f"{prefix}.max_shapes", f"must be >= 1, got {self.max_shapes}")
 
 
+# Upper bounds of what one sample may cost: frames per video, images per sample, tokens per
+# sample (sft.max_length, grpo prompt + completion lengths). Beyond them a single bad config
+# value means an out-of-memory crash hours into a run, not a clear error at launch.
+MAX_FRAMES = 256
+MAX_IMAGES = 256
+MAX_TOKENS = 1 << 20
+
+
 @dataclass
 class DataConfig:
     train: list[SourceConfig] = field(default_factory=list)
@@ -135,16 +143,24 @@ class DataConfig:
     on_error: Literal["skip", "raise"] = "skip"
     max_error_fraction: float = 0.05
     num_frames: int = 8
+    """Frames sampled per video (at most MAX_FRAMES)."""
     max_image_pixels: int = 64_000_000
-    """Decompression-bomb cap: images whose header claims more pixels are rejected."""
+    """Decompression-bomb cap: images whose header claims more pixels are rejected; crops and
+    resized images never exceed it either."""
+    max_images_per_sample: int = 16
+    """Samples with more image parts (crops included) are rejected at validation."""
 
     def validate(self, prefix: str) -> None:
         if not self.train and self.synthetic is None:
             raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
-        if self.num_frames < 1:
-            raise ConfigError(f"{prefix}.num_frames", f"must be >= 1, got {self.num_frames}")
+        if not 1 <= self.num_frames <= MAX_FRAMES:
+            raise ConfigError(f"{prefix}.num_frames", f"must be in [1, {MAX_FRAMES}], got {self.num_frames}")
+        if not 1 <= self.max_images_per_sample <= MAX_IMAGES:
+            raise ConfigError(f"{prefix}.max_images_per_sample", f"must be in [1, {MAX_IMAGES}], got {self.max_images_per_sample}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"{prefix}.max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
         for i, root in enumerate(self.image_roots):
             if not Path(root).is_dir():
                 raise ConfigError(f"{prefix}.image_roots[{i}]", f"directory not found: {root}")
@@ -163,6 +179,8 @@ class ToolsConfig:
     def validate(self, prefix: str) -> None:
         if self.max_calls < 0:
             raise ConfigError(f"{prefix}.max_calls", f"must be >= 0, got {self.max_calls}")
+        if self.min_crop_size < 1:
+            raise ConfigError(f"{prefix}.min_crop_size", f"must be >= 1 pixel, got {self.min_crop_size}")
         if self.thinking_budget is not None and self.thinking_budget < 1:
             raise ConfigError(f"{prefix}.thinking_budget", f"must be >= 1, got {self.thinking_budget}")
 
@@ -272,6 +290,9 @@ _RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "l
 # (save_safetensors: transformers 5 always writes safetensors; a pickle switch is not offered.)
 
 
+_TOKEN_BOUNDS = ("max_length", "max_prompt_length", "max_completion_length")
+
+
 def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:
     import dataclasses as dc
 
@@ -292,6 +313,8 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
                 raise ConfigError(f"{section}.{k}", f"expected a number, got {v!r}", file)
             if k in ("learning_rate", "max_steps", "per_device_train_batch_size") and v <= 0 and k != "max_steps":
                 raise ConfigError(f"{section}.{k}", f"must be > 0, got {v!r}", file)
+        if k in _TOKEN_BOUNDS and (v is None or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS):
+            raise ConfigError(f"{section}.{k}", f"tokens per sample must be bounded: an integer in [1, {MAX_TOKENS}], got {v!r}", file)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True) -> JobConfig:

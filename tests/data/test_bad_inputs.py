@@ -5,28 +5,14 @@ under ``raise`` each stops it with the same location."""
 from __future__ import annotations
 
 import json
-import os
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from vlm_train.config import DataConfig, SourceConfig
 from vlm_train.data import errors as E
 from vlm_train.data.errors import DataError
 from vlm_train.data.load import load_dataset
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` but that holds no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def _conv(image, user="<image>\nWhat is it?", answer="A square.", **kw):
@@ -38,21 +24,6 @@ def _conv(image, user="<image>\nWhat is it?", answer="A square.", **kw):
     if image is not None:
         rec["image"] = image
     return json.dumps(rec)
-
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    Image.new("RGB", (40, 30), "red").save(r / "ok.png")
-    buf = (r / "ok.png").read_bytes()
-    (r / "truncated.png").write_bytes(buf[: len(buf) // 2])
-    (r / "garbage.png").write_bytes(os.urandom(64))
-    (r / "empty.png").write_bytes(b"")
-    (r / "huge.png").write_bytes(_png_header(20000, 20000))
-    (tmp_path / "secret.png").write_bytes(buf)
-    (r / "link.png").symlink_to(tmp_path / "secret.png")
-    return r
 
 
 GOOD = _conv("ok.png", id="good")

@@ -111,6 +111,7 @@ def load_dataset(
     max_length: int | None = None,
     decode: bool = True,
     workers: int | None = None,
+    require_image: bool = False,
 ) -> LoadResult:
     """Read, validate and return one split of the configured data.
 
@@ -131,6 +132,7 @@ def load_dataset(
             only, for very large datasets whose full decode at start costs too much.
         workers: threads that open images ahead of the in-order checks (None: up to 8,
             one per core); problems are still reported in file order.
+        require_image: every sample needs an image part (jobs with a GRPO stage).
 
     Returns:
         LoadResult. An eval split with no sources and no synthetic config is empty.
@@ -150,6 +152,11 @@ def load_dataset(
         length_fn=length_fn,
         max_length=max_length,
         decode=decode,
+        reserved_text=tuple(getattr(family, "reserved_text", ())),
+        takes_video=getattr(family, "takes_video", True),
+        require_image=require_image,
+        num_frames=data_cfg.num_frames,
+        max_images=data_cfg.max_images_per_sample,
     )
     roots: list[str] = list(data_cfg.image_roots)
     samples: list[Sample] = []

@@ -47,9 +47,11 @@ def prepare_data(cfg: JobConfig, family) -> PreparedData:
             Path(d["train"]), Path(d["eval"]) if d["eval"] else None, d["image_roots"], d["n_train"], d["n_eval"], d["n_skipped"]
         )
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset(cfg.data, split="train", work_dir=out, family=family)
+    # GRPO rollouts crop each prompt's first image: a sample without one is refused here.
+    need_image = "grpo" in cfg.stages
+    train = load_dataset(cfg.data, split="train", work_dir=out, family=family, require_image=need_image)
     has_eval = bool(cfg.data.eval) or (not cfg.data.train and cfg.data.synthetic is not None and cfg.data.synthetic.n_eval > 0)
-    evals = load_dataset(cfg.data, split="eval", work_dir=out, family=family) if has_eval else None
+    evals = load_dataset(cfg.data, split="eval", work_dir=out, family=family, require_image=need_image) if has_eval else None
     _write(out / "train.jsonl", train.samples)
     if evals is not None:
         _write(out / "eval.jsonl", evals.samples)

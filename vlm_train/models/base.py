@@ -80,3 +80,9 @@ class Family:
     lora_targets: list[str] = field(default_factory=list)
     # Optional hooks used by rollouts/inference (e.g. thinking budget). name -> callable
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # Special tokens of the family's tokenizer that data text may not contain literally: the
+    # tokenizer would read them as the real ones (a forged turn, a fake image). Validation
+    # rejects a sample whose text holds one.
+    reserved_text: tuple[str, ...] = ()
+    # Whether the input builder takes video parts; validation rejects them otherwise.
+    takes_video: bool = False

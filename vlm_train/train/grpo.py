@@ -190,7 +190,8 @@ def train_loop(config: dict[str, Any]) -> None:
     model, processor = setup.load_model(cfg, family)
     data = config["data"]
     builder = family.make_inputs(processor, cfg, image_roots=data["image_roots"])
-    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"], coords=family.name)
+    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"], coords=family.name,
+                              max_pixels=cfg.data.max_image_pixels)
     train = setup.read_samples(Path(data["train"]))
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     trainer = VLMGRPOTrainer(

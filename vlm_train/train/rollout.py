@@ -71,10 +71,12 @@ def prompt_sample(sample: Sample) -> Sample:
 class CropToolRollout:
     """Generates completions for a batch of canonical samples, executing crop calls live."""
 
-    def __init__(self, family: Any, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str], coords: str):
+    def __init__(self, family: Any, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str], coords: str,
+                 max_pixels: int = 64_000_000):
         self.family, self.processor, self.builder = family, processor, builder
         self.tok = processor.tokenizer
         self.tools_cfg, self.image_roots, self.coords = tools_cfg, image_roots, coords
+        self.max_pixels = max_pixels
         self.im_end = self.tok.convert_tokens_to_ids("<|im_end|>")
         self.call_end = self._single_token("</tool_call>")
         self.pad = self.tok.pad_token_id
@@ -101,7 +103,8 @@ class CropToolRollout:
         ps = prompt_sample(sample)
         ids, mm = split_batch(self.builder([ps], for_generation=True))
         first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
-        original = load_image(first, self.image_roots)
+        # data.max_image_pixels bounds the original, and so every crop of it.
+        original = load_image(first, self.image_roots, self.max_pixels)
         return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
 
     def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:

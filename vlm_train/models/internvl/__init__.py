@@ -66,4 +66,8 @@ FAMILY = Family(
     # Regex (peft matches the full module name): the language model's projections only, so the
     # vision tower's q/k/v of the same names are not adapted unless asked.
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
+    # Turn markers and vision placeholders; <ref>/<box>/<think>/<tool_call> are learned content.
+    reserved_text=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
+                   "<tool_response>", "</tool_response>"),
+    takes_video=False,  # the input builder refuses video parts
 )

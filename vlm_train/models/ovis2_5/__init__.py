@@ -11,6 +11,7 @@ from typing import Any
 
 from vlm_train.models.base import Family
 from vlm_train.models.ovis2_5.grounding import box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.ovis2_5.template import QWEN3_SPECIAL_TOKENS
 
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
@@ -113,4 +114,8 @@ FAMILY = Family(
     # self_attn.{q,k,v}_proj share those names.
     lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
     hooks={"generate": generate, "assistant_header": assistant_header},
+    # Qwen3's turn markers, its vision tokens (<|image_pad|> stands in for Ovis' visual atoms in
+    # serving stacks) and the tool-response wrapper; <think>/<tool_call> are learned content.
+    reserved_text=tuple(t for t in QWEN3_SPECIAL_TOKENS if t not in ("<think>", "</think>", "<tool_call>", "</tool_call>")),
+    takes_video=True,
 )
