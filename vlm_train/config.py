@@ -239,6 +239,8 @@ class RunConfig:
     """Testing aid: raise in every worker at this global step once (a simulated crash)."""
     stop_at_step: int | None = None
     """Testing aid: exit the job cleanly (status 3) after this step's checkpoint (simulated preemption)."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/Inf loss or gradient norm: stop before that step's checkpoint, or skip the batch (counted)."""
 
     def validate(self, prefix: str) -> None:
         from vlm_train.names import run_name_problem

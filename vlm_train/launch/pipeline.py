@@ -10,7 +10,6 @@ means at the start and end of training, tool-call validity and wall time.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -21,6 +20,7 @@ from vlm_train.config import JobConfig
 from vlm_train.data.prepare import PreparedData, prepare_data
 from vlm_train.launch.ray_launch import connect_ray, materialise_model, placement, run_stage, train_fn
 from vlm_train.models import get_family
+from vlm_train.runstate import read_json, run_lock, write_json_atomic
 from vlm_train.train.final import final_dir
 
 log = logging.getLogger("vlm_train")
@@ -32,8 +32,8 @@ def stage_model(cfg: JobConfig, stage: str) -> Path | None:
 
 
 def stage_done(cfg: JobConfig, stage: str) -> bool:
-    status = cfg.run_dir / "stages" / f"{stage}.json"
-    return status.is_file() and json.loads(status.read_text()).get("complete", False) and stage_model(cfg, stage) is not None
+    status = read_json(cfg.run_dir / "stages" / f"{stage}.json")  # damaged: not done, resumed from its checkpoint
+    return bool(status and status.get("complete", False)) and stage_model(cfg, stage) is not None
 
 
 def evaluate_remote(cfg: JobConfig, data: PreparedData, model_dir: Path, tag: str, step: int) -> dict[str, Any]:
@@ -51,10 +51,10 @@ def evaluate_remote(cfg: JobConfig, data: PreparedData, model_dir: Path, tag: st
 
 
 def reward_summary(cfg: JobConfig, stage: str) -> dict[str, Any]:
-    status = cfg.run_dir / "stages" / f"{stage}.json"
-    if not status.is_file():
+    status = read_json(cfg.run_dir / "stages" / f"{stage}.json")
+    if not status:
         return {}
-    hist = [e for e in json.loads(status.read_text()).get("log_history", []) if "reward" in e]
+    hist = [e for e in status.get("log_history", []) if "reward" in e]
     if not hist:
         return {}
     keys = sorted(k for k in hist[0] if k.startswith("rewards/") and k.endswith("/mean"))
@@ -76,15 +76,20 @@ def reward_summary(cfg: JobConfig, stage: str) -> dict[str, Any]:
 
 
 def run_pipeline(cfg: JobConfig) -> dict[str, Any]:
+    with run_lock(cfg.run_dir):  # one driver per run directory
+        return _run_pipeline(cfg)
+
+
+def _run_pipeline(cfg: JobConfig) -> dict[str, Any]:
     family = get_family(cfg.model.family)
     cfg = materialise_model(cfg, family)
     data = prepare_data(cfg, family)
     connect_ray(cfg, placement(cfg))
     report_path = cfg.run_dir / "report.json"
-    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report: dict[str, Any] = read_json(report_path) or {}  # damaged: its entries are re-derived
 
     def save() -> None:
-        report_path.write_text(json.dumps(report, indent=2))
+        write_json_atomic(report_path, report)
 
     model_dir = Path(cfg.model.path)
     evaluate = data.eval is not None and data.n_eval > 0

@@ -125,9 +125,22 @@ def train_fn(stage: str):
 def run_single_stage(cfg: JobConfig, stage: str) -> int:
     """What jobs.sft / jobs.grpo do: build the tiny model if asked, prepare data, train, report.
 
-    Returns the job's exit code: 0 done, 1 failed, 3 stopped before the end.
+    Returns the job's exit code: 0 done, 1 failed, 2 the run directory is another driver's,
+    3 stopped before the end.
     """
-    import json
+    import sys
+
+    from vlm_train.runstate import RunLocked, run_lock
+
+    try:
+        with run_lock(cfg.run_dir):
+            return _run_single_stage(cfg, stage)
+    except RunLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_single_stage(cfg: JobConfig, stage: str) -> int:
     import sys
 
     from vlm_train.data.prepare import prepare_data
@@ -141,6 +154,11 @@ def run_single_stage(cfg: JobConfig, stage: str) -> int:
     except Exception as e:  # Ray wraps worker errors; the cause is in the worker log above
         print(f"error: {stage} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    status = json.loads((cfg.run_dir / "stages" / f"{stage}.json").read_text())
+    from vlm_train.runstate import read_json
+
+    status = read_json(cfg.run_dir / "stages" / f"{stage}.json")
+    if status is None:
+        print(f"error: {stage} ended without a readable status file in {cfg.run_dir / 'stages'}", file=sys.stderr)
+        return 1
     print(f"{stage}: steps {status['start_step']} -> {status['global_step']} of {status['max_steps']}, run dir {cfg.run_dir}")
     return 0 if status["complete"] else 3

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from vlm_train.config import JobConfig
+from vlm_train.runstate import write_text_atomic
 from vlm_train.train import setup
 
 log = logging.getLogger("vlm_train")
@@ -34,7 +35,7 @@ def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage:
     loadable = target
     if lora and cfg.model.lora.merge_at_end:
         loadable = merge_adapter(cfg, family, target, out / "merged")
-    (out / "MODEL").write_text(str(loadable.relative_to(out)) + "\n")
+    write_text_atomic(out / "MODEL", str(loadable.relative_to(out)) + "\n")
     log.info("%s: final model at %s", stage, loadable)
 
 

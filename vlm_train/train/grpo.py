@@ -32,6 +32,7 @@ from vlm_train.train.callbacks import (
     ThroughputCallback,
 )
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 
 log = logging.getLogger("vlm_train")
@@ -209,4 +210,5 @@ def train_loop(config: dict[str, Any]) -> None:
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
-    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor)
+    guard = NonFiniteGuard(cfg.run.on_nonfinite).install(trainer)
+    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)

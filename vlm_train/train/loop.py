@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
+from vlm_train.runstate import write_json_atomic
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
@@ -26,7 +27,7 @@ def record_start(cfg: JobConfig, info: setup.WorkerInfo, stage: str, step: int) 
 
 
 def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage: str,
-                     stopper: StopAtStepCallback, family: Any, processor: Any) -> None:
+                     stopper: StopAtStepCallback, family: Any, processor: Any, guard: Any = None) -> None:
     """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
 
     A worker-group restart and a resubmitted job (same run name and storage) both find their
@@ -57,9 +58,8 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
             "max_steps": trainer.state.max_steps,
             "complete": not stopper.stopped,
             "train_loss": result.training_loss,
+            "nonfinite_skipped": guard.skipped if guard is not None else 0,
             "log_history": trainer.state.log_history,
         }
-        path = cfg.run_dir / "stages" / f"{stage}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(status, indent=2))
+        write_json_atomic(cfg.run_dir / "stages" / f"{stage}.json", status)
     setup.barrier()

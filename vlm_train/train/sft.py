@@ -22,6 +22,7 @@ from vlm_train.train.callbacks import (
     ThroughputCallback,
 )
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.nonfinite import NonFiniteGuard
 
 log = logging.getLogger("vlm_train")
 
@@ -60,7 +61,8 @@ def train_loop(config: dict[str, Any]) -> None:
     data = config["data"]
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
-    collator = family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length)
+    guard = NonFiniteGuard(cfg.run.on_nonfinite)
+    collator = guard.wrap_collator(family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length))
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     trainer = SFTTrainer(
@@ -78,5 +80,6 @@ def train_loop(config: dict[str, Any]) -> None:
         ],
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    guard.install(trainer)
 
-    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor)
+    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard)
