@@ -69,3 +69,34 @@ def test_on_nonfinite_in_config(tmp_path):
     assert load_config(write_config(tmp_path, "n"), ["run.on_nonfinite=skip"]).run.on_nonfinite == "skip"
     with pytest.raises(ConfigError, match="run.on_nonfinite"):
         load_config(write_config(tmp_path, "n"), ["run.on_nonfinite=ignore"])
+
+
+class Masked(nn.Module):
+    """A token-style loss: the mean over positions whose label is not -100 (0/0 when none is)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x, labels):
+        err = (self.lin(x).squeeze(-1) - labels.float()) ** 2
+        keep = labels != -100
+        return {"loss": (err * keep).sum() / keep.sum()}
+
+
+def test_batch_whose_learned_tokens_were_all_truncated_is_dropped(tmp_path):
+    rows = [{"sample": json.dumps({"id": f"s{i}"}), "x": [1.0, float(i)], "labels": 1} for i in range(5)]
+    rows[2] = {"sample": json.dumps({"id": "all-truncated"}), "x": [1.0, 2.0], "labels": -100}
+
+    def collate(features):
+        return {"x": torch.tensor([f["x"] for f in features]), "labels": torch.tensor([f["labels"] for f in features])}
+
+    guard = NonFiniteGuard("stop")  # even in stop mode: nothing is wrong, there is just nothing to learn
+    args = TrainingArguments(output_dir=str(tmp_path / "o"), max_steps=5, per_device_train_batch_size=1, report_to=[],
+                             use_cpu=True, logging_steps=1, remove_unused_columns=False, save_strategy="no")
+    trainer = guard.install(Trainer(model=Masked(), args=args, train_dataset=rows, data_collator=guard.wrap_collator(collate)))
+    trainer.train()
+    assert guard.dropped == 1 and guard.skipped == 0 and trainer.state.global_step == 5
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

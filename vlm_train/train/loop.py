@@ -59,6 +59,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
             "complete": not stopper.stopped,
             "train_loss": result.training_loss,
             "nonfinite_skipped": guard.skipped if guard is not None else 0,
+            "truncated_dropped": guard.dropped if guard is not None else 0,
             "log_history": trainer.state.log_history,
         }
         write_json_atomic(cfg.run_dir / "stages" / f"{stage}.json", status)

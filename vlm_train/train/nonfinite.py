@@ -1,5 +1,8 @@
 """The NaN/Inf guard: a non-finite loss or gradient norm never becomes a checkpoint.
 
+A batch with no learned token left after truncation (its loss would be 0/0) is dropped the
+same way as a skipped one, in either mode, and counted in ``dropped``.
+
 ``run.on_nonfinite: stop`` (the default) raises ``NonFiniteError`` naming the step and the
 batch's sample ids before the optimizer step, so the last reported checkpoint is the last
 good state. ``skip`` lets the batch contribute no gradient (the loss is replaced by a zero
@@ -63,6 +66,7 @@ class NonFiniteGuard:
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {mode!r}")
         self.mode = mode
         self.skipped = 0
+        self.dropped = 0  # batches whose learned tokens were all truncated away
         self.last_ids: list[str] = []
 
     def wrap_collator(self, collator: Any) -> Any:
@@ -80,12 +84,23 @@ class NonFiniteGuard:
             ids = inputs.pop(SAMPLE_IDS, None) if isinstance(inputs, dict) else None
             if ids is not None:
                 self.last_ids = list(ids)
+            labels = inputs.get("labels") if isinstance(inputs, dict) else None
+            # Every learned token truncated away (max_length): the loss is 0/0. The forward still
+            # runs (ZeRO-3 gathers parameters in it, on every rank together); the batch is dropped.
+            empty = isinstance(labels, torch.Tensor) and not bool((labels != -100).any())
             out = compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             if not model.training:
                 return out
             loss = out[0] if return_outputs else out
-            if not _any_rank(not bool(torch.isfinite(loss.detach()).all()), loss.device):
-                return out
+            bad = not empty and not bool(torch.isfinite(loss.detach()).all())
+            if not _any_rank(bad, loss.device):
+                if not empty:
+                    return out
+                self.dropped += 1
+                log.warning("dropping batch %s: no learned token left after truncation; %d dropped so far",
+                            self._where(trainer), self.dropped)
+                zero = sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
+                return (zero, out[1]) if return_outputs else zero
             value = loss.detach().float().sum().item()
             if self.mode == "stop":
                 raise NonFiniteError(f"non-finite loss ({value}) {self._where(trainer)}; the last checkpoint is the "
