@@ -12,6 +12,7 @@ from vlm_train.runstate import write_json_atomic
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
+from vlm_train.train.resume import install_weight_resume
 from vlm_train.train.trust import check_trusted
 
 log = logging.getLogger("vlm_train")
@@ -35,6 +36,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
     """
     import ray.train
 
+    install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
