@@ -10,6 +10,7 @@ import torch
 from vlm_train.config import DataConfig, ModelConfig, SyntheticConfig
 from vlm_train.data.load import load_dataset
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.nonfinite import NonFiniteGuard
@@ -26,7 +27,7 @@ def _run(tiny, data, out, stop_at=None, resume=None):
     fam = get_family("internvl")
     model, proc = fam.load(ModelConfig(path=str(tiny)), dtype=torch.float32)
     guard = NonFiniteGuard("stop")
-    collator = guard.wrap_collator(fam.make_inputs(proc, None, image_roots=data.image_roots, max_length=512))
+    collator = guard.wrap_collator(fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots), max_length=512)))
     args = SFTConfig(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=2, learning_rate=1e-3,
                      lr_scheduler_type="cosine", warmup_steps=2, weight_decay=0.1, report_to=[], use_cpu=True,
                      logging_steps=1, save_strategy="steps", save_steps=STOP, remove_unused_columns=False,

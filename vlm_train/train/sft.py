@@ -14,6 +14,7 @@ from typing import Any
 
 from vlm_train.config import JobConfig
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
     FaultInjectionCallback,
@@ -62,7 +63,7 @@ def train_loop(config: dict[str, Any]) -> None:
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
     guard = NonFiniteGuard(cfg.run.on_nonfinite)
-    collator = guard.wrap_collator(family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length))
+    collator = guard.wrap_collator(family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length)))
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     trainer = SFTTrainer(
