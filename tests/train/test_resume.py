@@ -4,6 +4,8 @@ logs the same losses and ends with the same weights as a run that was never inte
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -14,9 +16,7 @@ from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.nonfinite import NonFiniteGuard
-from vlm_train.train.resume import install_weight_resume
-
-pytestmark = pytest.mark.slow  # three short in-process SFT runs (~1 min on 2 cores), no Ray
+from vlm_train.train.resume import checkpoint_problem, choose_checkpoint, install_weight_resume, write_manifest
 
 STEPS, STOP = 6, 3
 
@@ -42,6 +42,7 @@ def _run(tiny, data, out, stop_at=None, resume=None):
     return losses, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
+@pytest.mark.slow  # three short in-process SFT runs (~1 min on 2 cores), no Ray
 def test_sft_stop_and_resume_equals_uninterrupted(tiny_internvl, tmp_path):
     data = load_dataset(DataConfig(synthetic=SyntheticConfig(n=10, seed=3)), "train", work_dir=tmp_path, family=get_family("internvl"))
     full, full_w = _run(tiny_internvl, data, tmp_path / "full")
@@ -52,3 +53,33 @@ def test_sft_stop_and_resume_equals_uninterrupted(tiny_internvl, tmp_path):
     assert {s: rest[s] for s in range(1, STOP + 1)} == first
     assert rest == full  # every step's loss and gradient norm, exactly
     assert full_w.keys() == rest_w.keys() and all(torch.equal(full_w[k], rest_w[k]) for k in full_w)
+
+
+def _ckpt(stage_dir, step, shards=2):
+    d = stage_dir / f"checkpoint-{step:06d}"
+    (d / f"global_step{step}").mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    for rank in range(shards):
+        (d / f"global_step{step}" / f"zero_pp_rank_{rank}_optim_states.pt").write_bytes(b"x" * (1000 + rank))
+        write_manifest(d, rank)
+    return d
+
+
+def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(tmp_path):
+    stage = tmp_path / "sft"
+    c2, c4 = _ckpt(stage, 2), _ckpt(stage, 4)
+    assert choose_checkpoint(c4, stage) == c4
+    shard = c4 / "global_step4" / "zero_pp_rank_1_optim_states.pt"
+    shard.write_bytes(shard.read_bytes()[:100])  # a truncated shard in the latest checkpoint
+    assert checkpoint_problem(c4).endswith("100 bytes, written as 1001 (truncated)")
+    assert choose_checkpoint(c4, stage) == c2
+    # A save killed before its manifests were written is never chosen either.
+    c6 = stage / "checkpoint-000006"
+    (c6 / "global_step6").mkdir(parents=True)
+    (c6 / "trainer_state.json").write_text("{}")
+    (c6 / "MANIFEST.rank0.json").write_text('{"global_step6/zero_pp_rank_0_optim_states.pt": 1000}')
+    assert "missing" in checkpoint_problem(c6)
+    assert choose_checkpoint(c6, stage) == c2
+    (c2 / "MANIFEST.rank0.json").unlink()
+    (c2 / "MANIFEST.rank1.json").unlink()
+    assert choose_checkpoint(c6, stage) is None  # nothing whole left: the stage starts over

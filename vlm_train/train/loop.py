@@ -12,7 +12,7 @@ from vlm_train.runstate import write_json_atomic
 from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
-from vlm_train.train.resume import install_weight_resume
+from vlm_train.train.resume import choose_checkpoint, install_weight_resume
 from vlm_train.train.trust import check_trusted
 
 log = logging.getLogger("vlm_train")
@@ -39,12 +39,20 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
     install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
-        with ckpt.as_directory() as d:
-            check_trusted(d, cfg.run_dir)
-            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
-            log.info("resuming %s from checkpoint at step %d", stage, start)
-            record_start(cfg, info, stage, start)
-            result = trainer.train(resume_from_checkpoint=d)
+        with ckpt.as_directory() as latest:
+            # A truncated latest checkpoint falls back to the previous whole one.
+            d = choose_checkpoint(latest, cfg.run_dir / stage)
+            if d is None:
+                log.warning("no whole checkpoint of %s to resume: starting from step 0", stage)
+                start = 0
+                record_start(cfg, info, stage, 0)
+                result = trainer.train()
+            else:
+                check_trusted(d, cfg.run_dir)
+                start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
+                log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
+                record_start(cfg, info, stage, start)
+                result = trainer.train(resume_from_checkpoint=str(d))
     else:
         start = 0
         record_start(cfg, info, stage, 0)

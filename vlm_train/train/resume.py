@@ -36,3 +36,67 @@ def install_weight_resume(trainer: Any) -> Any:
 
     trainer._load_from_checkpoint = load
     return trainer
+
+
+# ---- which checkpoint to resume: never a truncated or half-written one ----------------------
+
+MANIFEST = "MANIFEST.rank{rank}.json"
+
+
+def write_manifest(ckpt_dir: str | Path, rank: int) -> None:
+    """List every file of this rank's checkpoint folder with its size, written last (before
+    the folder is reported to Ray): a folder whose manifest is missing was never finished, and
+    a file shorter than listed was truncated after."""
+    import json
+
+    root = Path(ckpt_dir)
+    files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
+             if p.is_file() and not p.name.startswith("MANIFEST.")}
+    tmp = root / f".{MANIFEST.format(rank=rank)}.tmp"
+    tmp.write_text(json.dumps(files))
+    tmp.replace(root / MANIFEST.format(rank=rank))
+
+
+def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
+    """Why ``ckpt_dir`` cannot be resumed (None: every rank's manifest checks out)."""
+    import json
+
+    root = Path(ckpt_dir)
+    manifests = sorted(root.glob("MANIFEST.rank*.json"))
+    if not manifests:
+        return f"{root}: no manifest (a checkpoint whose writing never finished)"
+    if not (root / "trainer_state.json").is_file():
+        return f"{root}: no trainer_state.json"
+    for m in manifests:
+        try:
+            files = json.loads(m.read_text())
+        except (OSError, ValueError) as e:
+            return f"{m}: unreadable manifest ({e})"
+        for name, size in files.items():
+            p = root / name
+            if not p.is_file():
+                return f"{p}: missing"
+            if p.stat().st_size != size:
+                return f"{p}: {p.stat().st_size} bytes, written as {size} (truncated)"
+    return None
+
+
+def choose_checkpoint(latest: str | Path, stage_dir: str | Path) -> Path | None:
+    """``latest`` when it is whole; otherwise the newest whole ``checkpoint-*`` folder of the
+    stage's storage older than it (Ray keeps ``run.checkpoints_to_keep``); None: none is whole."""
+    latest = Path(latest)
+    if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
+        return latest  # reported by a version that wrote no manifests: Ray registered it whole
+    problem = checkpoint_problem(latest)
+    if problem is None:
+        return latest
+    log.warning("not resuming from %s: %s", latest, problem)
+    older = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir() and p.name < latest.name),
+                   key=lambda p: p.name, reverse=True)
+    for cand in older:
+        why = checkpoint_problem(cand)
+        if why is None:
+            log.warning("resuming from the previous whole checkpoint %s instead", cand)
+            return cand
+        log.warning("not resuming from %s either: %s", cand, why)
+    return None
