@@ -25,7 +25,7 @@ def test_bad_run_name_is_a_config_error(tmp_path, name):
 @pytest.mark.parametrize("name", ["try1", "lora.r16", "A_b-3", "_x"])
 def test_good_run_names(tmp_path, name):
     cfg = load_config(write_config(tmp_path, "ok"), [f"run.name={name}"])
-    assert cfg.run_dir.name == name and cfg.run_dir.parent == (tmp_path / "runs")
+    assert cfg.run_dir.root.name == name and cfg.run_dir.root.parent == (tmp_path / "runs")
 
 
 def test_pool_names_labels_and_kube_names_are_validated(tmp_path):

@@ -51,7 +51,7 @@ def test_no_secret_in_config_yaml_dry_run_or_train_loop_config(tmp_path, monkeyp
     # What Ray stores and shows: the train_loop_config of the TorchTrainer.
     import ray.train.torch
 
-    from vlm_train.launch import ray_launch
+    from vlm_train.launch import trainer as launch_trainer
 
     seen = {}
 
@@ -63,12 +63,12 @@ def test_no_secret_in_config_yaml_dry_run_or_train_loop_config(tmp_path, monkeyp
             return None
 
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
-    monkeypatch.setattr(ray_launch, "connect_ray", lambda *a: None)
-    ray_launch.run_stage(cfg, "sft", lambda c: None)
+    monkeypatch.setattr(launch_trainer, "connect_ray", lambda *a: None)
+    launch_trainer.run_stage(cfg, "sft")
     job = seen["train_loop_config"]["job"]
     assert "hub_token" not in job["sft"] and job["sft"]["pad_token"] == "<pad>"
     assert not any(s in str(seen["train_loop_config"]) for s in SECRETS)
-    assert not any(s in (cfg.run_dir / "config.yaml").read_text() for s in SECRETS)
+    assert not any(s in cfg.run_dir.config.read_text() for s in SECRETS)
 
 
 @pytest.mark.parametrize("override", [f"sft.hub_token={SECRETS[0]}", f"sft.wandb_api_key={SECRETS[2]}",

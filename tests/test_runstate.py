@@ -55,11 +55,11 @@ def test_second_driver_refused_and_dead_drivers_lock_taken_over(tmp_path):
                 pass
         from tests.cluster.helpers import write_config
         from vlm_train.config import load_config
-        from vlm_train.launch.ray_launch import run_single_stage
+        from vlm_train.launch.cli import run_job
 
         cfg = load_config(write_config(tmp_path, "r1"))
-        assert cfg.run_dir == run
-        assert run_single_stage(cfg, "sft") == 2  # refused before preparing data or starting Ray
+        assert cfg.run_dir.root == run
+        assert run_job(cfg) == 2  # refused before preparing data or starting Ray
         assert not (run / "data").exists()
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -72,7 +72,7 @@ def test_second_driver_refused_and_dead_drivers_lock_taken_over(tmp_path):
 def test_prepared_data_recovers_from_truncation_and_follows_data_config(tmp_path):
     from tests.cluster.helpers import write_config
     from vlm_train.config import load_config
-    from vlm_train.data.prepare import data_dir, prepare_data
+    from vlm_train.data.prepare import prepare_data
     from vlm_train.launch.pipeline import stage_done
     from vlm_train.models import get_family
 
@@ -81,13 +81,13 @@ def test_prepared_data_recovers_from_truncation_and_follows_data_config(tmp_path
     cfg = load_config(path)
     first = prepare_data(cfg, family)
     assert first.n_train == 6
-    meta = data_dir(cfg) / "prepared.json"
+    meta = cfg.run_dir.prepared
     meta.write_text(meta.read_text()[:40])  # truncated: prepared again, not a crash
     assert prepare_data(cfg, family).n_train == 6
     changed = load_config(path, ["data.synthetic.n=9"])
     assert prepare_data(changed, family).n_train == 9  # a changed data config invalidates prepared.json
     assert json.loads(meta.read_text())["n_train"] == 9
     assert prepare_data(changed, family).n_train == 9
-    (cfg.run_dir / "stages").mkdir(parents=True)
-    (cfg.run_dir / "stages" / "sft.json").write_text('{"complete": tr')
+    cfg.run_dir.stage_status("sft").parent.mkdir(parents=True)
+    cfg.run_dir.stage_status("sft").write_text('{"complete": tr')
     assert stage_done(cfg, "sft") is False  # damaged status: the stage is resumed, not skipped or crashed

@@ -13,7 +13,7 @@ from vlm_train.config import DataConfig, ModelConfig, SyntheticConfig
 from vlm_train.data.load import load_dataset
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
-from vlm_train.train import setup
+from vlm_train.train.dataset import rows
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.resume import checkpoint_problem, choose_checkpoint, install_weight_resume, write_manifest
@@ -33,7 +33,7 @@ def _run(tiny, data, out, stop_at=None, resume=None):
                      logging_steps=1, save_strategy="steps", save_steps=STOP, remove_unused_columns=False,
                      dataset_kwargs={"skip_prepare_dataset": True}, dataloader_num_workers=0, max_length=512, seed=7)
     stopper = StopAtStepCallback(stop_at)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=setup.rows(data.samples), data_collator=collator,
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows(data.samples), data_collator=collator,
                          processing_class=proc, callbacks=[stopper])
     guard.install(trainer)
     install_weight_resume(trainer)  # what the stage loop does before resuming
