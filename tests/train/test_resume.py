@@ -13,8 +13,8 @@ from vlm_train.config import DataConfig, ModelConfig, SyntheticConfig
 from vlm_train.data.load import load_dataset
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
-from vlm_train.train.dataset import rows
 from vlm_train.train.callbacks import StopAtStepCallback
+from vlm_train.train.dataset import rows
 from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.resume import checkpoint_problem, choose_checkpoint, install_weight_resume, write_manifest
 
