@@ -52,19 +52,19 @@ def run(seed: int, tool: bool, args) -> dict:
         over += ["data.synthetic.kind=grounding", "tools.max_calls=0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
     cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", over)
     t0 = time.perf_counter()
-    report = run_pipeline(cfg)
+    report = run_pipeline(cfg).report
     report["_seconds"] = time.perf_counter() - t0
     report["_named"] = {st: named_share(cfg.run_dir, st) for st in STAGES}
     report["_steps"] = {"base": 0, "sft": args.sft_steps, "grpo": args.sft_steps + args.grpo_steps}
     return report
 
 
-def named_share(run_dir: Path, stage: str) -> dict[str, float | None]:
+def named_share(run_dir, stage: str) -> dict[str, float | None]:
     """Per number of shapes (2, 3): of predictions with IoU >= 0.5 against some shape, the share on the named one."""
     from vlm_train.data.sample import Box, Sample
     from vlm_train.eval.metrics import iou
 
-    pred_file, data_file = run_dir / "eval" / f"{stage}.json", run_dir / "data" / "eval.jsonl"
+    pred_file, data_file = run_dir.eval(stage), run_dir.split("eval")
     if not pred_file.is_file() or not data_file.is_file():
         return {}
     samples = {s.id: s for s in (Sample.from_json(x) for x in data_file.read_text().splitlines() if x.strip())}
