@@ -136,6 +136,11 @@ class DataConfig:
     num_frames: int = 8
     max_image_pixels: int = 64_000_000
     """Decompression-bomb cap: images whose header claims more pixels are rejected."""
+    cache: Literal["none", "memory", "disk"] = "none"
+    """SFT: keep each sample's decoded and tiled inputs after first use, so later epochs (and
+    the length measurement of packing / group_by_length) do not process its images again."""
+    cache_dir: str | None = None
+    """data.cache: disk: where (default <run_dir>/cache/inputs; node-local disk is fastest)."""
 
     def validate(self, prefix: str) -> None:
         if not self.train and self.synthetic is None:
@@ -272,8 +277,12 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
 
     import trl
 
+    from vlm_train.train.sft_options import split_sft
+
     cls = getattr(trl, TRL_SECTIONS[section])
     names = {f.name for f in dc.fields(cls)}
+    if section == "sft":  # our own keys (packing, loss weighting, ...) are checked by us
+        _, values = split_sft(values, file)
     for k, v in values.items():
         if k in _RESERVED:
             raise ConfigError(f"{section}.{k}", "is set by the launcher; remove it from the config", file)
@@ -332,6 +341,7 @@ def absolutise(cfg: JobConfig) -> None:
         src.path = a(src.path)
         src.image_root = a(src.image_root)
     cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
+    cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
     cfg.run.storage_path = a(cfg.run.storage_path)

@@ -55,6 +55,18 @@ class InputBuilder(Protocol):
             ``grid_thws``).
         """
 
+    # Token id the builder pads rows with (the packed collator pads its row tails with it).
+    pad_id: int
+
+
+def concat_visuals(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Vision tensors of several samples as one batch's: each key concatenated along dim 0 in
+    sample order (InternVL tiles; Ovis2.5 patch rows and grid rows)."""
+    import torch
+
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    return {k: torch.cat([p[k] for p in parts if k in p]) for k in keys}
+
 
 @dataclass
 class Family:
@@ -80,3 +92,6 @@ class Family:
     lora_targets: list[str] = field(default_factory=list)
     # Optional hooks used by rollouts/inference (e.g. thinking budget). name -> callable
     hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # merge_visuals(per-sample vision tensors in placeholder order) -> the batch's tensors:
+    # the packed SFT collator sends every sample of a micro-batch through the tower at once.
+    merge_visuals: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] = concat_visuals

@@ -81,7 +81,6 @@ def trl_common_kwargs(cfg: JobConfig, stage: str, info: WorkerInfo) -> dict[str,
         "include_num_input_tokens_seen": "non_padding",
         "save_only_model": False,
         "save_total_limit": 1,  # local copies only; Ray storage keeps run.checkpoints_to_keep
-        "dataloader_num_workers": 0,
         "remove_unused_columns": False,
     }
     if not cuda:

@@ -1,4 +1,5 @@
-"""The SFT worker loop: TRL's SFTTrainer under DeepSpeed, one process per Ray Train worker.
+"""The SFT worker loop: TRL's SFTTrainer (with our batching, vlm_train.train.sft_trainer)
+under DeepSpeed, one process per Ray Train worker.
 
 Runs inside ``ray.train.torch.TorchTrainer``; Ray has set RANK/WORLD_SIZE/MASTER_* and the
 process group. Checkpoints are reported to Ray as they are written, and a restarted worker
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
+from vlm_train.data.cache import EncodingCache
 from vlm_train.models import get_family
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
@@ -21,7 +23,11 @@ from vlm_train.train.callbacks import (
     StopAtStepCallback,
     ThroughputCallback,
 )
+from vlm_train.train.collator import SFTCollator
+from vlm_train.train.dataloading import cached_lengths, dataloader_defaults, measure_lengths
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.sft_options import SFTOptions, split_sft
+from vlm_train.train.sft_trainer import VLMSFTTrainer
 
 log = logging.getLogger("vlm_train")
 
@@ -38,35 +44,74 @@ SFT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def build_args(cfg: JobConfig, info: setup.WorkerInfo):
+def build_args(cfg: JobConfig, info: setup.WorkerInfo) -> tuple[Any, SFTOptions]:
+    """TRL's SFTConfig, and our own options taken out of ``sft:`` (packing, loss weighting...)."""
     from trl import SFTConfig
 
-    kw = {**SFT_DEFAULTS, **cfg.sft, **setup.trl_common_kwargs(cfg, "sft", info)}
+    opts, trl_keys = split_sft(cfg.sft, cfg.source)
+    kw = {**SFT_DEFAULTS, **dataloader_defaults(cfg), **trl_keys, **setup.trl_common_kwargs(cfg, "sft", info)}
     kw["dataset_kwargs"] = {**(kw.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
+    if opts.group_by_length:
+        kw.update(train_sampling_strategy="group_by_length", length_column_name="length")
+    if cfg.data.cache == "memory" and kw.get("dataloader_num_workers"):
+        kw["dataloader_persistent_workers"] = True  # a worker's memory cache must outlive the epoch
     if not setup.has_cuda():
         kw.update(bf16=False, fp16=False)
-    return SFTConfig(**kw)
+    return SFTConfig(**kw), opts
+
+
+def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list[str], max_length: int,
+                  opts: SFTOptions, model: Any = None) -> SFTCollator:
+    """The family's input builder behind our padded/packed collator, with the input cache."""
+    builder = family.make_inputs(processor, cfg, image_roots=image_roots, max_length=max_length)
+    cache_dir = cfg.data.cache_dir or str(cfg.run_dir / "cache" / "inputs")
+    impl = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+    settings = {
+        "family": family.name, "model": cfg.model.path, "max_pixels": cfg.model.max_pixels,
+        "max_tiles": cfg.model.max_tiles, "max_image_pixels": cfg.data.max_image_pixels,
+        "num_frames": cfg.data.num_frames, "min_crop_size": cfg.tools.min_crop_size,
+    }
+    return SFTCollator(
+        builder, family.merge_visuals, max_length=max_length, packed=opts.packed, weighting=opts.loss_weighting,
+        cache=EncodingCache(cfg.data.cache, cache_dir if cfg.data.cache == "disk" else None),
+        varlen_kwargs="flash" in impl, settings=settings,
+    )
+
+
+def train_rows(samples: list, lengths: list[int] | None):
+    """The dataset the trainer iterates: JSON samples (and their lengths for length grouping)."""
+    from datasets import Dataset
+
+    if lengths is None:
+        return setup.rows(samples)
+    return Dataset.from_list([{"sample": s.to_json(), "length": n} for s, n in zip(samples, lengths, strict=True)])
 
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
-    from trl import SFTTrainer
-
     cfg = JobConfig.from_dict(config["job"])
     info = setup.init_worker_env(cfg)
     family = get_family(cfg.model.family)
-    args = build_args(cfg, info)  # before the model: ZeRO-3 partitions at load
+    args, opts = build_args(cfg, info)  # before the model: ZeRO-3 partitions at load
     model, processor = setup.load_model(cfg, family)
     data = config["data"]
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
-    collator = family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length)
+    collator = make_collator(cfg, family, processor, data["image_roots"], args.max_length, opts, model)
+    lengths = None
+    if opts.needs_lengths:
+        lengths = cached_lengths(
+            Path(data["train"]).parent, {"train": data["train"], **collator.settings},
+            lambda: measure_lengths(collator, setup.rows(train), info.rank, info.world_size, args.dataloader_num_workers),
+        )
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
-    trainer = SFTTrainer(
+    trainer = VLMSFTTrainer(
+        options=opts,
+        lengths=lengths,
         model=model,
         args=args,
-        train_dataset=setup.rows(train),
+        train_dataset=train_rows(train, lengths),
         eval_dataset=setup.rows(evals) if evals else None,
         data_collator=collator,
         processing_class=processor,

@@ -85,6 +85,20 @@ def generate(model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int 
     )
 
 
+def merge_visuals(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several samples' NaViT inputs as one batch's: patch rows and grid rows concatenated in
+    placeholder order (the ViT's cu_seqlens keep each frame's attention to itself)."""
+    from vlm_train.models.base import concat_visuals
+
+    out = concat_visuals(parts)
+    if "grid_thws" in out:
+        g = out["grid_thws"]
+        rows = int((g[:, 0] * g[:, 1] * g[:, 2]).sum())
+        if rows != out["pixel_values"].shape[0]:
+            raise ValueError(f"grid_thws describe {rows} patch rows but pixel_values has {out['pixel_values'].shape[0]}")
+    return out
+
+
 def assistant_header(enable_thinking: bool = False) -> str:
     """Text that opens an assistant turn in a prompt (e.g. after a rollout's tool turn): with
     thinking off Ovis2.5 prompts carry the empty think block, as its chat template does."""
@@ -111,4 +125,5 @@ FAMILY = Family(
     # self_attn.{q,k,v}_proj share those names.
     lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
     hooks={"generate": generate, "assistant_header": assistant_header},
+    merge_visuals=merge_visuals,
 )
