@@ -57,12 +57,13 @@ def measure_lengths(collator: Any, rows: Any, rank: int, world: int, num_workers
     mine = list(range(rank, n, world))
     loader = DataLoader(Subset(rows, mine), batch_size=8, collate_fn=_Lengths(collator), num_workers=num_workers)
     local = [x for chunk in loader for x in chunk]
-    shares = [local]
+    shares = {rank: local}
     if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        shares = [None] * world
-        torch.distributed.all_gather_object(shares, local)
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, local)
+        shares = dict(enumerate(gathered))
     out = [0] * n
-    for r, share in enumerate(shares):
+    for r, share in shares.items():
         for j, length in enumerate(share):
             out[r + j * world] = length
     return out
