@@ -13,20 +13,14 @@ from vlm_train.models import get_family
 from vlm_train.testing.length_mix import length_mix
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.loss_weights import IGNORE
-from vlm_train.train.sft_options import SFTOptions
 
 MAX_LEN = 1024
 
 
 @pytest.fixture(scope="module", params=["internvl", "ovis2_5"])
 def env(request, tmp_path_factory):
-    from trl import SFTConfig
+    from vlm_train.testing.sft_trainer import local_sft_trainer
 
-    from vlm_train.train.sft_trainer import VLMSFTTrainer
-
-    mp = pytest.MonkeyPatch()
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29541"}.items():
-        mp.setenv(k, v)
     tmp = tmp_path_factory.mktemp(request.param)
     fam = get_family(request.param)
     torch.manual_seed(0)
@@ -36,19 +30,11 @@ def env(request, tmp_path_factory):
     assert any(m.role == "tool" for s in samples for m in s.messages)  # a tool turn is covered
     assert max(len(s.image_parts()) for s in samples) > 1  # and multi-image samples
     builder = fam.make_inputs(proc, None, image_roots=[str(tmp / "img")], max_length=MAX_LEN)
-    args = SFTConfig(
-        output_dir=str(tmp / "out"), use_cpu=True, bf16=False, report_to=[], max_length=MAX_LEN,
-        per_device_train_batch_size=len(samples), dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False, include_num_input_tokens_seen="non_padding", save_strategy="no",
-    )
     rows = [{"sample": s.to_json()} for s in samples]
     padded = SFTCollator(builder, fam.merge_visuals, max_length=MAX_LEN)
-    from datasets import Dataset
-
-    trainer = VLMSFTTrainer(options=SFTOptions(), model=model, args=args, train_dataset=Dataset.from_list(rows),
-                            data_collator=padded, processing_class=proc)
-    yield fam, builder, samples, rows, trainer
-    mp.undo()
+    trainer = local_sft_trainer(model, proc, padded, rows, tmp / "out", max_length=MAX_LEN,
+                                per_device_train_batch_size=len(samples))
+    return fam, builder, samples, rows, trainer
 
 
 def collators(fam, builder, weighting="token"):
