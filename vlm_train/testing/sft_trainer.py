@@ -1,5 +1,5 @@
-"""A one-process VLMSFTTrainer on CPU (no Ray, no DeepSpeed), for tests and benchmarks that
-need the trainer's own loss and token accounting on a tiny model."""
+"""A one-process VLMSFTTrainer (no Ray, no DeepSpeed; CPU unless ``use_cpu=False``), for tests
+and benchmarks that need the trainer's own loss and token accounting."""
 
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ def local_sft_trainer(model: Any, processor: Any, collator: Any, rows: list[dict
 
     for k, v in {**_SINGLE_PROCESS, "MASTER_PORT": str(port)}.items():
         os.environ.setdefault(k, v)
-    config = SFTConfig(
-        output_dir=str(out_dir), use_cpu=True, bf16=False, report_to=[], dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False, include_num_input_tokens_seen="non_padding", save_strategy="no", **args,
-    )
+    kw = dict(use_cpu=True, bf16=False, report_to=[], dataset_kwargs={"skip_prepare_dataset": True},
+              remove_unused_columns=False, include_num_input_tokens_seen="non_padding", save_strategy="no")
+    config = SFTConfig(output_dir=str(out_dir), **{**kw, **args})
     return VLMSFTTrainer(options=options or SFTOptions(), model=model, args=config, train_dataset=Dataset.from_list(rows),
                          data_collator=collator, processing_class=processor)
