@@ -50,6 +50,20 @@ def test_sampler_plans_rows_of_at_most_max_length_and_covers_the_epoch():
     assert list(s) != batches and len(s) == len(list(s))
 
 
+def test_each_rank_reshuffles_the_plan_every_epoch():
+    """Under accelerate, each rank iterates a shard of the sampler; the epoch must reach it."""
+    from accelerate.data_loader import BatchSamplerShard, DataLoaderShard
+
+    lengths = [random.Random(i).randint(20, 400) for i in range(64)]
+    shards = [BatchSamplerShard(PackedBatchSampler(lengths, 1024, 1, 16, seed=0), 2, r, even_batches=False) for r in range(2)]
+    loaders = [DataLoaderShard(list(range(64)), batch_sampler=sh, collate_fn=lambda b: b) for sh in shards]
+    epoch0 = [list(sh) for sh in shards]
+    assert sorted(i for sh in epoch0 for b in sh for i, _ in b) == list(range(64))  # ranks split the epoch
+    for dl in loaders:
+        dl.set_epoch(1)
+    assert [list(sh) for sh in shards] != epoch0
+
+
 def test_row_keyed_adds_the_row():
     view = RowKeyed([{"sample": "a"}, {"sample": "b"}])
     assert view[(1, 3)] == {"sample": "b", "row": 3}

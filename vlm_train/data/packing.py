@@ -68,6 +68,9 @@ class PackedBatchSampler:
         self.seed = seed
         self.epoch = 0
         self._plans: dict[int, list[list[tuple[int, int]]]] = {}
+        # accelerate's per-rank shard of a batch sampler forwards set_epoch only to a
+        # ``.sampler`` of the wrapped one; this is it.
+        self.sampler = _EpochHook(self)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -98,6 +101,14 @@ class PackedBatchSampler:
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
+
+
+class _EpochHook:
+    def __init__(self, owner: PackedBatchSampler):
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
 
 
 class RowKeyed:
