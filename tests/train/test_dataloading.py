@@ -152,3 +152,32 @@ def test_group_by_length_lowers_padding_and_keeps_the_epoch(mix):
 
     shuffled = torch.randperm(len(many)).tolist()
     assert pad_fraction(order) < 0.5 * pad_fraction(shuffled)
+
+
+def test_trainer_dataloaders_plan_packed_rows_and_length_groups(mix, tiny_internvl, tmp_path):
+    """The trainer's own train dataloader: with sft.packing, micro-batches of planned rows of at
+    most max_length tokens covering the epoch once; with group_by_length, the lengths column
+    drives transformers' sampler and batches stay padded."""
+    from vlm_train.config import ModelConfig
+    from vlm_train.testing.sft_trainer import local_sft_trainer
+    from vlm_train.train.sft_options import SFTOptions
+
+    fam, builder, rows = mix
+    model, proc = fam.load(ModelConfig(path=str(tiny_internvl)), dtype=torch.float32)
+    packed = SFTCollator(builder, fam.merge_visuals, max_length=512, packed=True)
+    lengths = measure_lengths(packed, rows, 0, 1)
+    trainer = local_sft_trainer(model, proc, packed, rows, tmp_path / "p", options=SFTOptions(packing=True),
+                                max_length=512, per_device_train_batch_size=2)
+    trainer.lengths = lengths
+    batches = list(trainer.get_train_dataloader())
+    assert sum(int(b["real_tokens"].sum()) for b in batches) == sum(lengths)  # every sample once
+    assert all(b["input_ids"].shape[0] <= 2 and "attention_mask" not in b for b in batches)
+    assert all(int(r) <= 512 for b in batches for r in b["real_tokens"])
+
+    samples = [Sample.from_json(r["sample"]) for r in rows]
+    padded = SFTCollator(builder, fam.merge_visuals, max_length=512)
+    grouped = local_sft_trainer(model, proc, padded, [dict(r) for r in sft.train_rows(samples, lengths)], tmp_path / "g",
+                                options=SFTOptions(group_by_length=True), max_length=512, per_device_train_batch_size=4,
+                                train_sampling_strategy="group_by_length", length_column_name="length")
+    gb = list(grouped.get_train_dataloader())
+    assert sum(int(b["attention_mask"].sum()) for b in gb) == sum(lengths)
