@@ -39,6 +39,7 @@ from vlm_train.data import formats  # noqa: E402
 from vlm_train.data.check import render_for_count  # noqa: E402
 from vlm_train.data.media import load_image  # noqa: E402
 from vlm_train.data.synthetic import generate  # noqa: E402
+from vlm_train.models.base import InputsConfig  # noqa: E402
 
 TILE = 448
 MAX_TILES = 12
@@ -64,7 +65,7 @@ def make_data(root: Path, n: int, size: int) -> Path:
 
 
 def grid_for(w: int, h: int) -> tuple[int, int]:
-    """InternVL's tile grid (specs/models.md B5): closest aspect ratio among 1..MAX_TILES tiles."""
+    """InternVL's tile grid (docs/models.md, "InternVL3.5"): closest aspect ratio among 1..MAX_TILES tiles."""
     ratios = sorted(
         {
             (i, j)
@@ -169,7 +170,7 @@ def collator_rate(path: Path, processor, packed: bool, reps: int) -> tuple[float
 
     fam = get_family("internvl")
     samples = list(formats.read(path, "canonical"))
-    builder = fam.make_inputs(processor, None, image_roots=[samples[0].meta["image_root"]], max_length=16384)
+    builder = fam.make_inputs(processor, InputsConfig(image_roots=(samples[0].meta["image_root"],), max_length=16384))
     col = SFTCollator(builder, fam.merge_visuals, max_length=16384, packed=packed)
     rows = [{"sample": s.to_json()} for s in samples]
 
@@ -199,7 +200,7 @@ def cpu_step_demand(tmp: Path, n: int = 8) -> float:
     fam = get_family("internvl")
     model, proc = fam.load(ModelConfig(path=str(fam.tiny(tmp / "tiny")), attn_implementation="sdpa"), dtype=torch.float32)
     rows = [{"sample": s.to_json()} for s in length_mix(tmp / "mix", n, seed=0)]
-    col = SFTCollator(fam.make_inputs(proc, None, image_roots=[str(tmp / "mix")], max_length=4096),
+    col = SFTCollator(fam.make_inputs(proc, InputsConfig(image_roots=(str(tmp / "mix"),), max_length=4096)),
                       fam.merge_visuals, max_length=4096, packed=True)
     batches = [col(rows[i : i + 4]) for i in range(0, n, 4)]
     trainer = local_sft_trainer(model, proc, col, rows, tmp / "out", max_length=4096)

@@ -73,7 +73,8 @@ def train_throughput(family_name: str, steps: int, dtype: torch.dtype, work: Pat
     model.cuda().train()
     data = load_dataset(DataConfig(synthetic=SyntheticConfig(n=64, n_eval=0, image_size=448)), "train",
                         work_dir=work / f"{family_name}_data", family=fam)
-    build = fam.make_inputs(proc, None, image_roots=data.image_roots)
+    from vlm_train.models.base import InputsConfig
+    build = fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots)))
     batches = [build(data.samples[i : i + 8]) for i in range(0, 64, 8)]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n_params = sum(p.numel() for p in model.parameters())
@@ -184,6 +185,7 @@ def packed_vs_padded(family_name: str, work: Path, steps: int, peak_tflops: floa
     """Real-shaped model, bf16, the length mix of benchmarks/packing.py: padded micro-batches
     of 4 samples vs packed rows (flash-attn varlen when installed): tokens/s and MFU."""
     from vlm_train.data.packing import PackedBatchSampler
+    from vlm_train.models.base import InputsConfig
     from vlm_train.testing.length_mix import length_mix
     from vlm_train.testing.sft_trainer import local_sft_trainer
     from vlm_train.train.collator import SFTCollator
@@ -199,7 +201,7 @@ def packed_vs_padded(family_name: str, work: Path, steps: int, peak_tflops: floa
     n = 8 if small else 64
     samples = length_mix(work / f"mix_{family_name}", n, seed=0, image_sides=(32, 96) if small else (224, 896))
     rows = [{"sample": s.to_json()} for s in samples]
-    builder = fam.make_inputs(proc, None, image_roots=[str(work / f"mix_{family_name}")], max_length=max_len)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(work / f"mix_{family_name}"),), max_length=max_len))
     padded = SFTCollator(builder, fam.merge_visuals, max_length=max_len)
     packed = SFTCollator(builder, fam.merge_visuals, max_length=max_len, packed=True, varlen_kwargs=attn != "sdpa")
     lengths = [padded.length(r) for r in rows]

@@ -37,6 +37,7 @@ from vlm_train.config import ModelConfig  # noqa: E402
 from vlm_train.data.cache import EncodingCache  # noqa: E402
 from vlm_train.data.packing import PackedBatchSampler  # noqa: E402
 from vlm_train.models import get_family  # noqa: E402
+from vlm_train.models.base import InputsConfig  # noqa: E402
 from vlm_train.testing.length_mix import length_mix  # noqa: E402
 from vlm_train.testing.sft_trainer import local_sft_trainer  # noqa: E402
 from vlm_train.train.collator import SFTCollator  # noqa: E402
@@ -84,7 +85,7 @@ def run_family(name: str, a, work: Path) -> dict[str, dict[str, float]]:
     init = {k: v.clone() for k, v in model.state_dict().items()}
     samples = length_mix(work / "img", a.n, seed=a.seed)
     rows = [{"sample": s.to_json()} for s in samples]
-    builder = fam.make_inputs(proc, None, image_roots=[str(work / "img")], max_length=a.max_length)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(work / "img"),), max_length=a.max_length))
     cache = EncodingCache("memory")  # encode once, share between modes
     padded = SFTCollator(builder, fam.merge_visuals, max_length=a.max_length, cache=cache)
     packed = SFTCollator(builder, fam.merge_visuals, max_length=a.max_length, cache=cache, packed=True)

@@ -10,6 +10,7 @@ import torch
 
 from vlm_train.config import ModelConfig
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.testing.length_mix import length_mix
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.loss_weights import IGNORE
@@ -29,7 +30,7 @@ def env(request, tmp_path_factory):
     samples = length_mix(tmp / "img", 4, seed=3, answer_words=(3, 40), image_sides=(32, 100), tool_fraction=0.4)
     assert any(m.role == "tool" for s in samples for m in s.messages)  # a tool turn is covered
     assert max(len(s.image_parts()) for s in samples) > 1  # and multi-image samples
-    builder = fam.make_inputs(proc, None, image_roots=[str(tmp / "img")], max_length=MAX_LEN)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(tmp / "img"),), max_length=MAX_LEN))
     rows = [{"sample": s.to_json()} for s in samples]
     padded = SFTCollator(builder, fam.merge_visuals, max_length=MAX_LEN)
     trainer = local_sft_trainer(model, proc, padded, rows, tmp / "out", max_length=MAX_LEN,

@@ -15,6 +15,7 @@ from vlm_train.config_base import ConfigError
 from vlm_train.data.cache import EncodingCache
 from vlm_train.data.sample import Sample
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.testing.length_mix import length_mix
 from vlm_train.train import setup, sft
 from vlm_train.train.collator import SFTCollator
@@ -62,7 +63,7 @@ def mix(tmp_path_factory, tiny_internvl):
     root = tmp_path_factory.mktemp("mix")
     samples = length_mix(root, 12, seed=5, answer_words=(3, 60), tool_fraction=0.3)
     fam = get_family("internvl")
-    builder = fam.make_inputs(AutoProcessor.from_pretrained(tiny_internvl), None, image_roots=[str(root)], max_length=512)
+    builder = fam.make_inputs(AutoProcessor.from_pretrained(tiny_internvl), InputsConfig(image_roots=(str(root),), max_length=512))
     return fam, builder, [{"sample": s.to_json()} for s in samples]
 
 

@@ -58,9 +58,10 @@ def measure_lengths(collator: Any, rows: Any, rank: int, world: int, num_workers
     loader = DataLoader(Subset(rows, mine), batch_size=8, collate_fn=_Lengths(collator), num_workers=num_workers)
     local = [x for chunk in loader for x in chunk]
     shares = {rank: local}
-    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    dist = torch.distributed
+    if world > 1 and dist.is_available() and dist.is_initialized() and dist.get_world_size() == world:
         gathered = [None] * world
-        torch.distributed.all_gather_object(gathered, local)
+        dist.all_gather_object(gathered, local)
         shares = dict(enumerate(gathered))
     out = [0] * n
     for r, share in shares.items():

@@ -9,6 +9,7 @@ the latest one instead of step 0.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.data.cache import EncodingCache
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
     FaultInjectionCallback,
@@ -63,14 +65,13 @@ def build_args(cfg: JobConfig, info: setup.WorkerInfo) -> tuple[Any, SFTOptions]
 def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list[str], max_length: int,
                   opts: SFTOptions, model: Any = None) -> SFTCollator:
     """The family's input builder behind our padded/packed collator, with the input cache."""
-    builder = family.make_inputs(processor, cfg, image_roots=image_roots, max_length=max_length)
+    inputs_cfg = InputsConfig.from_job(cfg, image_roots, max_length)
+    builder = family.make_inputs(processor, inputs_cfg)
     cache_dir = cfg.data.cache_dir or str(cfg.run_dir / "cache" / "inputs")
     impl = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
-    settings = {
-        "family": family.name, "model": cfg.model.path, "max_pixels": cfg.model.max_pixels,
-        "max_tiles": cfg.model.max_tiles, "max_image_pixels": cfg.data.max_image_pixels,
-        "num_frames": cfg.data.num_frames, "min_crop_size": cfg.tools.min_crop_size,
-    }
+    # What the cached inputs depend on: the builder's settings, the checkpoint's processor.
+    settings = {"family": family.name, "model": cfg.model.path, "max_pixels": cfg.model.max_pixels,
+                **dataclasses.asdict(inputs_cfg)}
     return SFTCollator(
         builder, family.merge_visuals, max_length=max_length, packed=opts.packed, weighting=opts.loss_weighting,
         cache=EncodingCache(cfg.data.cache, cache_dir if cfg.data.cache == "disk" else None),
