@@ -49,7 +49,7 @@ def test_our_sft_keys_never_reach_trl(tmp_path):
     grouped, opts = args_for(tmp_path, "sft.group_by_length=true")
     assert opts.group_by_length and grouped.train_sampling_strategy == "group_by_length"
     for bad, key in (("sft.loss_weighting=mean", "sft.loss_weighting"), ("sft.packing_buffer=0", "sft.packing_buffer"),
-                     ("sft.packing=1", "sft.packing")):
+                     ("sft.packing=1", "sft.packing"), ("sft.packing_strategy=wrapped", "sft.packing_strategy")):
         with pytest.raises(ConfigError, match=key):
             load_config(CFG, [bad])
     with pytest.raises(ConfigError, match="sft.group_by_length"):

@@ -61,6 +61,10 @@ def split_sft(sft: dict[str, Any], file: str | None = None) -> tuple[SFTOptions,
         raise ConfigError("sft.group_by_length", "is for padded batches; packed rows have no padding to save", file)
     if opts.packed and rest.get("max_length", 1) is None:
         raise ConfigError("sft.max_length", "packing needs a row length (max_length must not be null)", file)
+    for k in ("packing_strategy", "eval_packing"):
+        if k in rest:  # TRL's packing runs on its own dataset preparation, which we skip
+            raise ConfigError(f"sft.{k}", "TRL's packing options do not apply; sft.packing packs by best-fit "
+                              "decreasing over sft.packing_buffer samples", file)
     if rest.get("train_sampling_strategy") == "group_by_length":
         opts.group_by_length = True  # the same thing under transformers' own name
     return opts, rest
