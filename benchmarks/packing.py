@@ -8,7 +8,8 @@ The length mix (vlm_train/testing/length_mix.py), written down:
   - 10% multi-turn samples with a crop tool call and its crop returned as a tool turn.
 
 For each family, the same tiny model (random weights, fp32, sdpa) trains one epoch over the
-same samples (so the same real tokens) three ways, each from the same initial weights:
+same samples (so the same real tokens) three ways, each from the same initial weights (packed
+rows attend per sample via ``sdpa_segments``, as ``sft.packing`` does on sdpa):
   - padded:  micro-batches of ``--batch`` samples in random order, right-padded
              (our collator without packing, no length grouping = TRL's default path);
   - grouped: the same, drawn by transformers' length-grouped sampler (``sft.group_by_length``);
@@ -41,6 +42,7 @@ from vlm_train.models.base import InputsConfig  # noqa: E402
 from vlm_train.testing.length_mix import length_mix  # noqa: E402
 from vlm_train.testing.sft_trainer import local_sft_trainer  # noqa: E402
 from vlm_train.train.collator import SFTCollator  # noqa: E402
+from vlm_train.train.segment_attention import use_segment_attention  # noqa: E402
 
 
 class PeakRSS:
@@ -88,7 +90,10 @@ def run_family(name: str, a, work: Path) -> dict[str, dict[str, float]]:
     builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(work / "img"),), max_length=a.max_length))
     cache = EncodingCache("memory")  # encode once, share between modes
     padded = SFTCollator(builder, fam.merge_visuals, max_length=a.max_length, cache=cache)
-    packed = SFTCollator(builder, fam.merge_visuals, max_length=a.max_length, cache=cache, packed=True)
+    # Packed rows attend per sample (sdpa_segments, what flash-attn varlen does on GPU); padded
+    # batches run plain sdpa with their masks under the same implementation.
+    use_segment_attention(model)
+    packed = SFTCollator(builder, fam.merge_visuals, max_length=a.max_length, cache=cache, packed=True, varlen_kwargs=True)
     lengths = [padded.length(r) for r in rows]
     trainer = local_sft_trainer(model, proc, padded, rows, work / "out", max_length=a.max_length,
                                 per_device_train_batch_size=a.batch)

@@ -86,6 +86,25 @@ def test_packed_gradients_equal_padded(env):
         assert torch.allclose(gp[n], gk[n], atol=1e-5, rtol=0), (n, (gp[n] - gk[n]).abs().max().item())
 
 
+def test_segment_attention_keeps_packed_equal_to_padded(env):
+    """sdpa_segments (per-sample attention from cu_seq_lens, used for packed rows on sdpa):
+    the packed loss and the padded one are unchanged."""
+    from vlm_train.train.segment_attention import use_segment_attention
+
+    fam, builder, _, rows, trainer = env
+    model = trainer.model.train()
+    pad = collators(fam, builder)[0]
+    pack = SFTCollator(builder, fam.merge_visuals, max_length=MAX_LEN, packed=True, varlen_kwargs=True)
+    with torch.no_grad():
+        ref = trainer.compute_loss(model, pad(rows))
+        assert use_segment_attention(model)
+        try:
+            padded, packed = trainer.compute_loss(model, pad(rows)), trainer.compute_loss(model, pack(rows))
+        finally:
+            model.set_attn_implementation("sdpa")
+    assert abs(padded.item() - ref.item()) < 1e-6 and abs(packed.item() - ref.item()) < 1e-5
+
+
 def test_token_weighting_is_trls_loss(env):
     """With ``token`` weighting our loss is TRL's own compute_loss on the same padded batch."""
     from trl import SFTTrainer

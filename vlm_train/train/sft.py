@@ -18,7 +18,7 @@ from vlm_train.config import JobConfig
 from vlm_train.data.cache import EncodingCache
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
-from vlm_train.train import setup
+from vlm_train.train import segment_attention, setup
 from vlm_train.train.callbacks import (
     FaultInjectionCallback,
     RayCheckpointCallback,
@@ -69,13 +69,14 @@ def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list
     builder = family.make_inputs(processor, inputs_cfg)
     cache_dir = cfg.data.cache_dir or str(cfg.run_dir / "cache" / "inputs")
     impl = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+    varlen = "flash" in impl or impl == segment_attention.NAME
     # What the cached inputs depend on: the builder's settings, the checkpoint's processor.
     settings = {"family": family.name, "model": cfg.model.path, "max_pixels": cfg.model.max_pixels,
                 **dataclasses.asdict(inputs_cfg)}
     return SFTCollator(
         builder, family.merge_visuals, max_length=max_length, packed=opts.packed, weighting=opts.loss_weighting,
         cache=EncodingCache(cfg.data.cache, cache_dir if cfg.data.cache == "disk" else None),
-        varlen_kwargs="flash" in impl, settings=settings,
+        varlen_kwargs=varlen, settings=settings,
     )
 
 
@@ -98,6 +99,8 @@ def train_loop(config: dict[str, Any]) -> None:
     data = config["data"]
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
+    if opts.packed and segment_attention.use_segment_attention(model):
+        log.info("packed rows on sdpa: attention runs per sample (%s)", segment_attention.NAME)
     collator = make_collator(cfg, family, processor, data["image_roots"], args.max_length, opts, model)
     lengths = None
     if opts.needs_lengths:
