@@ -17,9 +17,11 @@ from vlm_train.data.sample import Sample
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
 from vlm_train.testing.length_mix import length_mix
-from vlm_train.train import setup, sft
+from vlm_train.train import sft
+from vlm_train.train.args import build_training_args
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.dataloading import measure_lengths
+from vlm_train.train.sft_options import split_sft
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = REPO / "configs" / "debug" / "internvl_tiny_sft.yaml"
@@ -27,7 +29,7 @@ CFG = REPO / "configs" / "debug" / "internvl_tiny_sft.yaml"
 
 def args_for(tmp_path, *overrides):
     cfg = load_config(CFG, [f"run.storage_path={tmp_path}", *overrides])
-    return sft.build_args(cfg, setup.WorkerInfo(0, 0, 1))
+    return build_training_args(cfg, "sft", 0, False), split_sft(cfg.sft)[0]
 
 
 def test_dataloader_defaults_follow_the_pool(tmp_path):

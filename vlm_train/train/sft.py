@@ -18,48 +18,20 @@ from vlm_train.config import JobConfig
 from vlm_train.data.cache import EncodingCache
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
-from vlm_train.train import segment_attention, setup
-from vlm_train.train.callbacks import (
-    FaultInjectionCallback,
-    RayCheckpointCallback,
-    StopAtStepCallback,
-    ThroughputCallback,
-)
+from vlm_train.models.common import has_cuda
+from vlm_train.train import segment_attention
+from vlm_train.train.args import build_training_args
+from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.collator import SFTCollator
-from vlm_train.train.dataloading import cached_lengths, dataloader_defaults, measure_lengths
+from vlm_train.train.dataloading import cached_lengths, measure_lengths
+from vlm_train.train.dataset import read_samples, rows
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.sft_options import SFTOptions, split_sft
 from vlm_train.train.sft_trainer import VLMSFTTrainer
+from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
-
-# SFT defaults where TRL's own don't suit VLM fine-tuning on these jobs; sft: overrides all.
-SFT_DEFAULTS: dict[str, Any] = {
-    "max_length": 2048,
-    "per_device_train_batch_size": 2,
-    "learning_rate": 2e-5,
-    "logging_steps": 1,
-    "save_strategy": "steps",
-    "save_steps": 50,
-    "gradient_checkpointing": False,
-    "dataset_kwargs": {"skip_prepare_dataset": True},
-}
-
-
-def build_args(cfg: JobConfig, info: setup.WorkerInfo) -> tuple[Any, SFTOptions]:
-    """TRL's SFTConfig, and our own options taken out of ``sft:`` (packing, loss weighting...)."""
-    from trl import SFTConfig
-
-    opts, trl_keys = split_sft(cfg.sft, cfg.source)
-    kw = {**SFT_DEFAULTS, **dataloader_defaults(cfg), **trl_keys, **setup.trl_common_kwargs(cfg, "sft", info)}
-    kw["dataset_kwargs"] = {**(kw.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
-    if opts.group_by_length:
-        kw.update(train_sampling_strategy="group_by_length", length_column_name="length")
-    if cfg.data.cache == "memory" and kw.get("dataloader_num_workers"):
-        kw["dataloader_persistent_workers"] = True  # a worker's memory cache must outlive the epoch
-    if not setup.has_cuda():
-        kw.update(bf16=False, fp16=False)
-    return SFTConfig(**kw), opts
 
 
 def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list[str], max_length: int,
@@ -85,20 +57,21 @@ def train_rows(samples: list, lengths: list[int] | None):
     from datasets import Dataset
 
     if lengths is None:
-        return setup.rows(samples)
+        return rows(samples)
     return Dataset.from_list([{"sample": s.to_json(), "length": n} for s, n in zip(samples, lengths, strict=True)])
 
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
     cfg = JobConfig.from_dict(config["job"])
-    info = setup.init_worker_env(cfg)
+    info = init_worker_env(cfg, "sft")
     family = get_family(cfg.model.family)
-    args, opts = build_args(cfg, info)  # before the model: ZeRO-3 partitions at load
-    model, processor = setup.load_model(cfg, family)
+    opts, _ = split_sft(cfg.sft, cfg.source)
+    args = build_training_args(cfg, "sft", info.rank, has_cuda())  # before the model: ZeRO-3 partitions at load
+    model, processor = load_model(cfg, family)
     data = config["data"]
-    train = setup.read_samples(Path(data["train"]))
-    evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
+    train = read_samples(Path(data["train"]))
+    evals = read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
     if opts.packed and segment_attention.use_segment_attention(model):
         log.info("packed rows on sdpa: attention runs per sample (%s)", segment_attention.NAME)
     collator = make_collator(cfg, family, processor, data["image_roots"], args.max_length, opts, model)
@@ -106,25 +79,21 @@ def train_loop(config: dict[str, Any]) -> None:
     if opts.needs_lengths:
         lengths = cached_lengths(
             Path(data["train"]).parent, {"train": data["train"], **collator.settings},
-            lambda: measure_lengths(collator, setup.rows(train), info.rank, info.world_size, args.dataloader_num_workers),
+            lambda: measure_lengths(collator, rows(train), info.rank, info.world_size, args.dataloader_num_workers),
         )
 
-    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    callbacks, stopper = stage_callbacks(cfg, "sft")
     trainer = VLMSFTTrainer(
         options=opts,
         lengths=lengths,
         model=model,
         args=args,
         train_dataset=train_rows(train, lengths),
-        eval_dataset=setup.rows(evals) if evals else None,
+        eval_dataset=rows(evals) if evals else None,
         data_collator=collator,
         processing_class=processor,
-        peft_config=setup.lora_config(cfg, family),
-        callbacks=[
-            RayCheckpointCallback(),
-            FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir / "work" / "sft" / "failure_injected"),
-            stopper,
-        ],
+        peft_config=lora_config(cfg, family),
+        callbacks=callbacks,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
 
