@@ -39,7 +39,7 @@ def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list
     """The family's input builder behind our padded/packed collator, with the input cache."""
     inputs_cfg = InputsConfig.from_job(cfg, image_roots, max_length)
     builder = family.make_inputs(processor, inputs_cfg)
-    cache_dir = cfg.data.cache_dir or str(cfg.run_dir / "cache" / "inputs")
+    cache_dir = cfg.data.cache_dir or str(cfg.run_dir.inputs_cache)
     impl = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
     varlen = "flash" in impl or impl == segment_attention.NAME
     # What the cached inputs depend on: the builder's settings, the checkpoint's processor.
