@@ -167,6 +167,11 @@ class DataConfig:
     resized images never exceed it either."""
     max_images_per_sample: int = 16
     """Samples with more image parts (crops included) are rejected at validation."""
+    cache: Literal["none", "memory", "disk"] = "none"
+    """SFT: keep each sample's decoded and tiled inputs after first use, so later epochs (and
+    the length measurement of packing / group_by_length) do not process its images again."""
+    cache_dir: str | None = None
+    """data.cache: disk: where (default <run_dir>/cache/inputs; node-local disk is fastest)."""
 
     @property
     def has_eval_split(self) -> bool:
@@ -384,6 +389,7 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
     import trl
 
     from vlm_train.train.args import check_user_args
+    from vlm_train.train.sft_options import split_sft
 
     cls = getattr(trl, TRL_SECTIONS[section])
     names = {f.name for f in dc.fields(cls)}
@@ -391,6 +397,8 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
         check_user_args(section, values)
     except ConfigError as e:
         raise ConfigError(e.key, e.reason, file) from None
+    if section == "sft":  # our own keys (packing, loss weighting, ...) are checked by us
+        _, values = split_sft(values, file)
     for k, v in values.items():
         if k not in names:
             raise ConfigError(f"{section}.{k}", f"unknown {cls.__name__} field", file)
@@ -464,6 +472,7 @@ def absolutise(cfg: JobConfig) -> None:
         src.path = a(src.path)
         src.image_root = a(src.image_root)
     cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
+    cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
     cfg.run.storage_path = a(cfg.run.storage_path)

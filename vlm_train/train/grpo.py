@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from vlm_train.rewards.functions import build_reward_funcs
 from vlm_train.train.args import build_training_args
 from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.dataset import read_samples
+from vlm_train.train.grpo_profile import StepProfile
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.nonfinite import NonFiniteGuard
@@ -40,11 +42,14 @@ from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
 
-class VLMGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels."""
+
+class VLMGRPOTrainer(StepProfile, GRPOTrainer):
+    """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels;
+    its step time is split into rollout / score / update scalars (vlm_train.train.grpo_profile)."""
 
     def __init__(self, *args, rollout: CropToolRollout, **kwargs):
         self.rollout = rollout
+        self._perf_reset()
         self._rows: dict[tuple[int, ...], tuple[list[int], dict[str, torch.Tensor]]] = {}
         self._batch_inputs: list[dict[str, Any]] = []
         super().__init__(*args, rollout_func=self._rollout_func, **kwargs)
@@ -59,6 +64,7 @@ class VLMGRPOTrainer(GRPOTrainer):
         from trl.models import unwrap_model_for_generation
 
         samples = [Sample.from_json(x["sample"]) for x in self._batch_inputs]
+        t0 = time.perf_counter()  # the rollout: prompt inputs, generation, live crop calls
         rows = [self.rollout.start(s) for s in samples]
         gen = {"do_sample": True, "temperature": self.temperature}
         if self.args.top_p is not None:
@@ -70,8 +76,9 @@ class VLMGRPOTrainer(GRPOTrainer):
         ) as model:
             was_training = model.training
             model.eval()
-            self.rollout.generate(model, rows, gen, self.max_completion_length)
+            n_generate = self.rollout.generate(model, rows, gen, self.max_completion_length)
             model.train(was_training)
+        self.record_rollout(time.perf_counter() - t0, sum(sum(r.mask) for r in rows), sum(r.calls for r in rows), n_generate)
         pad = self.rollout.pad
         out_prompt, out_completion, masks, messages = [], [], [], []
         for r in rows:
@@ -153,8 +160,7 @@ def grpo_rows(samples: list[Sample], coords: CoordConvention) -> list[dict[str, 
             "sample": s.to_json(),
             "image_size": list(s.image_sizes[0]) if s.image_sizes else None,
             "target_box": target.box.as_list() if target else None,
-            # A crop call should aim at what the prompt names: the target when there is one.
-            "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in (s.targets or s.regions)],
+            "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
             "answer": s.meta.get("answer"),
             "coords": coords.name,
         })

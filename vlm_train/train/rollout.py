@@ -123,9 +123,17 @@ class CropToolRollout:
 
     # ---- generation --------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> None:
+    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> int:
+        """Complete every row in place; returns the number of batched ``generate`` calls.
+
+        All unfinished rows (every prompt x generation of the step) go into each call
+        together; a call ends where rows stop at a crop call, so the number of calls is one
+        per tool-turn round (plus any thinking-budget split), not one per row.
+        """
         active = [r for r in rows if not r.done]
+        n_calls = 0
         while active:
+            n_calls += 1
             budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
             thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
             if thinking:  # stop this call where the first thinking row reaches its budget
@@ -187,6 +195,7 @@ class CropToolRollout:
             for r in nxt:
                 if r not in active:
                     r.done = True
+        return n_calls
 
     def _called_box(self, row: Row, text: str) -> Box | None:
         w, h = row.original.size

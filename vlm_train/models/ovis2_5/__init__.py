@@ -87,6 +87,20 @@ def select_rows(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
     return select(batch, rows)
 
 
+def merge_visuals(parts: Any) -> dict[str, Any]:
+    """Several samples' NaViT inputs as one batch's: patch rows and grid rows concatenated in
+    placeholder order (the ViT's cu_seqlens keep each frame's attention to itself)."""
+    from vlm_train.models.base import concat_visuals
+
+    out = concat_visuals(parts)
+    if "grid_thws" in out:
+        g = out["grid_thws"]
+        rows = int((g[:, 0] * g[:, 1] * g[:, 2]).sum())
+        if rows != out["pixel_values"].shape[0]:
+            raise ValueError(f"grid_thws describe {rows} patch rows but pixel_values has {out['pixel_values'].shape[0]}")
+    return out
+
+
 FAMILY = Family(
     name="ovis2_5",
     coords=COORDS,
@@ -113,4 +127,5 @@ FAMILY = Family(
     # serving stacks) and the tool-response wrapper; <think>/<tool_call> are learned content.
     reserved_text=tuple(t for t in QWEN3_SPECIAL_TOKENS if t not in ("<think>", "</think>", "<tool_call>", "</tool_call>")),
     takes_video=True,
+    merge_visuals=merge_visuals,
 )
