@@ -6,7 +6,14 @@ from typing import Any
 
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
-from vlm_train.models.qwen3_vl.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.qwen3_vl.grounding import (
+    COORDS,
+    box_to_text,
+    find_boxes,
+    grounding_prompt,
+    text_to_boxes,
+    value_tokens,
+)
 from vlm_train.models.qwen3_vl.inputs import Qwen3VLInputs
 from vlm_train.models.qwen3_vl.tiny import tiny
 
@@ -21,8 +28,10 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
 
     from vlm_train.models.common import resolve_attn
     from vlm_train.models.qwen3_vl.modeling import derive_token_types
+    from vlm_train.models.weights import require_safetensors
 
     path = model_cfg.path
+    require_safetensors(path)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     model = Qwen3VLForConditionalGeneration.from_pretrained(
         path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation),
@@ -65,4 +74,10 @@ FAMILY = Family(
     # Regex (peft matches the full module name): the language model's projections only; the
     # vision blocks' attention is a fused ``qkv`` and their MLP has linear_fc1/2, never matched.
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
+    # Coordinate-value tokens (id -> value) for the value-smoothed SFT loss (loss.coordinate_sigma).
+    value_tokens=value_tokens,
+    # Turn markers and vision tokens; <think>/<tool_call> are learned content.
+    reserved_text=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                   "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_response>", "</tool_response>"),
+    takes_video=False,  # the input builder refuses video parts (the data layer expands videos to frames)
 )

@@ -36,3 +36,12 @@ def find_boxes(text: str) -> list[FoundBox]:
 
 def grounding_prompt(phrase: str) -> str:
     return f"Locate {phrase} in the image and output its bbox_2d coordinates in JSON format."
+
+
+def value_tokens(processor) -> dict[int, int]:
+    """Token id -> coordinate value 0-1000 when each value is a single token (the tiny
+    tokenizer); {} for the real Qwen tokenizer, which splits digits (then the value-aware init
+    and loss do nothing)."""
+    tok = getattr(processor, "tokenizer", processor)
+    ids = [tok(str(v), add_special_tokens=False)["input_ids"] for v in range(1001)]
+    return {i[0]: v for v, i in enumerate(ids)} if all(len(i) == 1 for i in ids) else {}
