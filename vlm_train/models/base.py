@@ -61,6 +61,9 @@ class Family:
     """One VLM family's fixed surface."""
 
     name: str
+    # ``model_type`` in the config.json of this family's checkpoints (how a checkpoint
+    # directory is recognised without a job config, e.g. by export and inference).
+    model_type: str
     # load(model_cfg, dtype) -> (model, processor)
     load: Callable[..., tuple[Any, Any]]
     # make_inputs(processor, cfg) -> InputBuilder (the collator used for SFT, eval, rollouts)

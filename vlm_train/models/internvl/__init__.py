@@ -48,6 +48,7 @@ def suppress_token_ids(processor: Any) -> list[int]:
 
 FAMILY = Family(
     name="internvl",
+    model_type="internvl",
     load=load,
     make_inputs=make_inputs,
     tiny=tiny,

@@ -95,6 +95,7 @@ def assistant_header(enable_thinking: bool = False) -> str:
 
 FAMILY = Family(
     name="ovis2_5",
+    model_type="ovis2_5",
     load=load,
     make_inputs=make_inputs,
     tiny=tiny,
