@@ -68,10 +68,20 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
              batch_size: int = 8, max_new_tokens: int = 100) -> EvalResult:
     """Score ``samples`` that carry a grounding target (others are ignored)."""
     t0 = time.perf_counter()
-    samples = [s for s in samples if s.targets and s.image_sizes]
+    samples = grounding_samples(samples)
     builder = family.make_inputs(processor, None, image_roots=image_roots)
     model.eval()
     texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
+    return score(family, samples, texts, time.perf_counter() - t0)
+
+
+def grounding_samples(samples: list[Sample]) -> list[Sample]:
+    """The samples evaluation scores: those with a grounding target and a known image size."""
+    return [s for s in samples if s.targets and s.image_sizes]
+
+
+def score(family: Any, samples: list[Sample], texts: list[str], seconds: float = 0.0) -> EvalResult:
+    """The protocol's scores of completions ``texts`` (one per sample of ``grounding_samples``)."""
     ious, groups, preds = [], [], []
     for s, text in zip(samples, texts, strict=True):
         w, h = s.image_sizes[0]
@@ -92,7 +102,7 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
         acc=score.acc, mean_iou=score.mean_iou, n=score.n, random_shape_baseline=baseline,
         by_shapes={k: {"acc": g.acc, "mean_iou": g.mean_iou, "n": g.n} for k, g in score_by_group(ious, groups).items()},
         box_valid=sum(box_valid) / max(len(box_valid), 1), format=sum(fmt) / max(len(fmt), 1),
-        seconds=time.perf_counter() - t0, predictions=preds,
+        seconds=seconds, predictions=preds,
     )
 
 

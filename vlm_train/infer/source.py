@@ -156,3 +156,30 @@ def load(src: ModelSource, dtype: str = "auto", attn_implementation: str = "auto
 
         model = PeftModel.from_pretrained(model, str(src.weights)).merge_and_unload()
     return model.eval(), processor
+
+
+def check_family(src: ModelSource, cfg: Any) -> None:
+    """A job config's ``model.family`` must be the checkpoint's: a mismatch is a config error
+    naming both, before any model loads."""
+    from vlm_train.config import ConfigError
+
+    if src.family.name != cfg.model.family:
+        raise ConfigError(
+            "model.family",
+            f"is {cfg.model.family!r}, but {src.checkpoint} is a {src.family.name!r} checkpoint (config.json model_type)",
+            cfg.source,
+        )
+
+
+def resolve_job_model(cfg: Any) -> tuple[Any, ModelSource]:
+    """The job's model: ``tiny`` built in the run directory, a run directory's final model, or a
+    checkpoint; checked against ``model.family``. Returns the config (path made concrete) and the source."""
+    from dataclasses import replace
+
+    from vlm_train.launch.ray_launch import materialise_model
+    from vlm_train.models import get_family
+
+    cfg = materialise_model(cfg, get_family(cfg.model.family))
+    src = resolve(cfg.model.path)
+    check_family(src, cfg)
+    return replace(cfg, model=replace(cfg.model, path=str(src.weights))), src
