@@ -14,6 +14,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "slurm": ("vlm_train.cluster.slurm_cli", "render and submit SLURM jobs from node-pool specs"),
     "cluster": ("vlm_train.cluster.cli", "render Ray / KubeRay manifests from node-pool specs"),
     "tiny": ("vlm_train.testing.cli", "write a tiny random checkpoint of a family (offline)"),
+    "infer": ("vlm_train.infer.cli", "answer a file of prompts with a trained model (JSONL out, resumable)"),
     "export": ("vlm_train.infer.export", "export a trained model for serving (official layout, LoRA merged)"),
 }
 

@@ -100,8 +100,9 @@ class CropToolRollout:
     def start(self, sample: Sample) -> Row:
         ps = prompt_sample(sample)
         ids, mm = split_batch(self.builder([ps], for_generation=True))
-        first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
-        original = load_image(first, self.image_roots)
+        # The crop tool crops the first image; a prompt without one (video, text) has nothing to crop.
+        first = next((p.media for m in ps.messages for p in m.content if p.type == "image"), None)
+        original = load_image(first, self.image_roots) if first is not None else None
         return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
 
     def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:
@@ -161,7 +162,8 @@ class CropToolRollout:
                         r.thinking_closed = True
                     nxt.append(r)
                     continue
-                if toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0:
+                if (toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0
+                        and r.original is not None):
                     box = self._called_box(r, text)
                     if box is not None:
                         turn_ids, turn_mm, image = self.tool_turn(r, box)

@@ -37,6 +37,7 @@ def make_inputs(processor: Any, cfg: Any = None, image_roots=(), max_length: int
             max_image_pixels=cfg.data.max_image_pixels,
             min_crop_size=cfg.tools.min_crop_size,
             max_tiles=cfg.model.max_tiles,
+            num_frames=cfg.data.num_frames,
         )
     return InternVLInputs(processor, image_roots=image_roots, max_length=max_length, **kw)
 
