@@ -14,6 +14,7 @@ from vlm_train.data import synthetic
 from vlm_train.eval.grounding import generate_texts
 from vlm_train.eval.job import named_shape_share
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.testing.checks import tb_image_tags, tb_scalars
 
 CFG = "configs/debug/internvl_tiny_evaluate.yaml"
@@ -63,7 +64,7 @@ def test_evaluate_job_on_ray(repo, ray_cluster, tiny_internvl, tmp_path, monkeyp
     from vlm_train.data.formats.base import ReadOptions
 
     samples = list(read(rc, "refcoco", ReadOptions(box_text=family.box_to_text, prompt=family.grounding_prompt)))
-    local = generate_texts(model.eval(), proc, family, family.make_inputs(proc, None, image_roots=[str(rc.parent)]),
+    local = generate_texts(model.eval(), proc, family, family.make_inputs(proc, InputsConfig(image_roots=(str(rc.parent),))),
                            samples, batch_size=1, max_new_tokens=24)
     assert [p["text"] for p in lines] == local
     assert rcs["mean_iou"] == pytest.approx(sum(p["iou"] for p in lines) / 5)

@@ -10,6 +10,7 @@ import yaml
 from vlm_train.config import ModelConfig
 from vlm_train.data import synthetic
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 
 
 def trained_run(root: Path, family_name: str, base: Path, lora: bool = False, seed: int = 0) -> tuple[Path, torch.nn.Module]:
@@ -45,7 +46,7 @@ def grounding_batch(family_name: str, processor, root: Path, n: int = 2):
     """A real training batch of synthetic grounding samples for ``family_name``."""
     family = get_family(family_name)
     samples = synthetic.generate(root / "synth", n, seed=3, image_size=64, box_text=family.box_to_text, prompt=family.grounding_prompt)
-    return family.make_inputs(processor, None, image_roots=[str(root / "synth")])(samples)
+    return family.make_inputs(processor, InputsConfig(image_roots=(str(root / "synth"),)))(samples)
 
 
 @torch.no_grad()

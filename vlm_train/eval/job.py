@@ -21,6 +21,7 @@ from vlm_train.config import ConfigError, DataConfig, EvalSetConfig, JobConfig, 
 from vlm_train.data.sample import Sample
 from vlm_train.eval.grounding import grounding_samples, log_to_tensorboard, score
 from vlm_train.eval.metrics import ACC_IOU, iou
+from vlm_train.models.base import InputsConfig
 
 log = logging.getLogger("vlm_train")
 
@@ -76,7 +77,7 @@ class Predictor:
         from vlm_train.eval.grounding import generate_texts
 
         samples = [Sample.from_json(r) for r in rows]
-        builder = self.family.make_inputs(self.processor, None, image_roots=roots)
+        builder = self.family.make_inputs(self.processor, InputsConfig(image_roots=tuple(roots)))
         return generate_texts(self.model, self.processor, self.family, builder, samples, batch_size, max_new_tokens)
 
 

@@ -17,6 +17,7 @@ import torch
 from vlm_train.config import JobConfig
 from vlm_train.data.sample import Sample
 from vlm_train.infer.source import load, resolve
+from vlm_train.models.base import InputsConfig
 from vlm_train.rewards.parse import parse_completion
 
 
@@ -56,7 +57,7 @@ class Engine:
         builder = make_builder(self.family, self.processor, self.cfg, roots, thinking, self.context)
         tools = replace(self.cfg.tools, max_calls=self.cfg.tools.max_calls if self.inf.tools else 0,
                         thinking_budget=budget if thinking else None)
-        return CropToolRollout(self.family, self.processor, builder, tools, roots, coords=self.family.name)
+        return CropToolRollout(self.family, self.processor, builder, tools, roots, enable_thinking=thinking)
 
     def generation_kwargs(self) -> dict[str, Any]:
         if self.inf.do_sample:
@@ -87,14 +88,15 @@ class Engine:
         return [self.record(r, seconds) for r in rows]
 
     def record(self, row: Any, seconds: float) -> dict[str, Any]:
-        text = self.family_strip("".join(row.text))
-        thinking, answer = split_thinking(text)
+        chat = self.family.chat
+        text = chat.strip_completion("".join(row.text))
+        thinking, answer = split_thinking(text, chat.think_open, chat.think_close)
         s = row.sample
         size = s.image_sizes[0] if s.image_sizes else None
-        parsed = parse_completion(answer, size, coords=self.family.name) if size else None
+        parsed = parse_completion(answer, size, coords=self.family.coords.name) if size else None
         boxes = [{"pixels": [round(v, 2) for v in b.box.as_list()], "text": self.family.box_to_text(b.box, *size)}
                  for b in (parsed.answer_boxes if parsed else [])]
-        calls_parsed = parse_completion(text, size, coords=self.family.name).tool_calls if size else []
+        calls_parsed = parse_completion(text, size, coords=self.family.coords.name).tool_calls if size else []
         calls = [{"text": c.text, "box": [round(v, 2) for v in c.box.box.as_list()] if c.box else None,
                   "executed": i < row.calls} for i, c in enumerate(calls_parsed)]
         rec = {"id": s.id, "response": text, "thinking": thinking, "answer": answer, "answer_boxes": boxes,
@@ -102,16 +104,7 @@ class Engine:
         rec["_crops"] = list(row.crops)  # PIL crops, for the demo; run.py drops them
         return rec
 
-    def family_strip(self, text: str) -> str:
-        return text.split("<|im_end|>")[0].replace("<|endoftext|>", "")
-
-
 def make_builder(family: Any, processor: Any, cfg: JobConfig, image_roots: list[str], thinking: bool, context: int) -> Any:
     """The family's input builder; prompts are cut at the model's context at most, so a longer one
     reaches the engine's length check instead of being shortened silently."""
-    import inspect
-
-    kw: dict[str, Any] = {"image_roots": image_roots, "max_length": context}
-    if "enable_thinking" in inspect.signature(family.make_inputs).parameters:
-        kw["enable_thinking"] = thinking
-    return family.make_inputs(processor, cfg, **kw)
+    return family.make_inputs(processor, InputsConfig.from_job(cfg, image_roots, context, enable_thinking=thinking))

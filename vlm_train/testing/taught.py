@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from vlm_train.config import ModelConfig
 from vlm_train.data.sample import Box, GroundingTarget, Message, Part, Sample, image, text
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 
 PHRASE = "the red square"
 QUESTION = f"Where is {PHRASE}? Crop to look closer, then answer with a box."
@@ -49,7 +50,7 @@ def teach(family_name: str, base: Path, out: Path, steps: int = 80, lr: float = 
     root = out / "lesson"
     scene(root / "scene.png")
     model, processor = family.load(ModelConfig(family=family_name, path=str(base)), dtype=torch.float32)
-    batch = family.make_inputs(processor, None, image_roots=[str(root)])([lesson(family, "scene.png")])
+    batch = family.make_inputs(processor, InputsConfig(image_roots=(str(root),)))([lesson(family, "scene.png")])
     batch = {k: v for k, v in batch.items() if torch.is_tensor(v)}
     torch.manual_seed(0)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
