@@ -15,6 +15,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "cluster": ("vlm_train.cluster.cli", "render Ray / KubeRay manifests from node-pool specs"),
     "tiny": ("vlm_train.testing.cli", "write a tiny random checkpoint of a family (offline)"),
     "infer": ("vlm_train.infer.cli", "answer a file of prompts with a trained model (JSONL out, resumable)"),
+    "web": ("vlm_train.infer.web", "a Gradio chat demo of a trained model (loopback by default)"),
     "export": ("vlm_train.infer.export", "export a trained model for serving (official layout, LoRA merged)"),
 }
 

@@ -46,7 +46,7 @@ def draw_answer(image_path: str, boxes: list[list[float]]):
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     d = ImageDraw.Draw(im)
     for b in boxes:
-        d.rectangle([v * scale for v in b], outline=(255, 0, 0), width=max(2, max(im.size) // 100))
+        d.rectangle([v * scale for v in b], outline=(255, 0, 0), width=max(3, max(im.size) // 60))
     return im
 
 
@@ -119,7 +119,7 @@ def build_app(engine: Any, max_budget: int = 2048):
                     send = gr.Button("Send", variant="primary", elem_id="send")
                     clear = gr.Button("Clear", elem_id="clear")
         with gr.Row():
-            answer = gr.Image(label="Answer boxes", elem_id="answer_image", interactive=False)
+            answer = gr.Image(label="Answer boxes", elem_id="answer_image", interactive=False, format="png")
             crops = gr.Gallery(label="Crop-tool calls", elem_id="crops", columns=4, height=240)
         outputs = [chat, turns, answer, crops]
         send.click(respond, [question, image, video, thinking, budget, chat, turns], outputs)
