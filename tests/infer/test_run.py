@@ -119,13 +119,18 @@ def test_ray_data_matches_single_process_and_tool_runs_live(taught, media, ray_c
     from jobs import infer as job
     from vlm_train.testing.taught import QUESTION, TARGET
 
-    rows = [{"id": f"q{i}", "prompt": QUESTION, "images": [str(taught / "lesson" / "scene.png")]} for i in range(3)]
+    import shutil
+
+    root = tmp_path / "media"  # one image root: the shared media plus the taught scene
+    shutil.copytree(media, root)
+    shutil.copy(taught / "lesson" / "scene.png", root / "scene.png")
+    rows = [{"id": f"q{i}", "prompt": QUESTION, "images": ["scene.png"]} for i in range(3)]
     rows += [json.loads(x) for x in (media / "prompts.jsonl").read_text().splitlines()]
-    data = tmp_path / "p.jsonl"
+    data = root / "p.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.chdir(repo)
     common = ["configs/debug/internvl_tiny_infer.yaml", f"model.path={taught}", f"infer.data={data}",
-              f"infer.image_root={media}", f"data.image_roots=[{taught / 'lesson'}]", "infer.max_new_tokens=200",
+              f"infer.image_root={root}", "infer.max_new_tokens=200",
               "infer.batch_size=2", "data.num_frames=4", f"run.storage_path={tmp_path}"]
     assert job.main([*common, f"infer.out={tmp_path / 'local.jsonl'}", "infer.engine=local"]) == 0
     assert job.main([*common, f"infer.out={tmp_path / 'ray.jsonl'}", "infer.engine=ray",
