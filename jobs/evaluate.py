@@ -4,11 +4,11 @@ Local (starts Ray in-process):
     python -m jobs.evaluate configs/eval/synthetic_tiny.yaml model.path=runs/internvl_tiny_pipeline
 
 RefCOCO / RefCOCO+ / RefCOCOg (val, testA, testB, test as separate sets):
-    python -m jobs.evaluate configs/eval/refcoco.yaml model.path=runs/my_run evaluate.sets[...]
+    python -m jobs.evaluate configs/eval/refcoco.yaml model.path=runs/my_run evaluation.sets[...]
 
 ``model.path`` is a checkpoint, a LoRA adapter, or a run directory (its last stage's final
 model). Work is sharded over the pool's workers (one model each). Writes report.json,
-predictions/<set>.jsonl and TensorBoard files to evaluate.out (default <run dir>/evaluate) and
+predictions/<set>.jsonl and TensorBoard files to evaluation.out (default <run dir>/evaluate) and
 prints a table. Exit codes: 0 done, 1 failed, 2 bad config or data (nothing started).
 """
 
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     from vlm_train.eval.job import run_evaluation, table
     from vlm_train.infer.source import SourceError
 
-    if not cfg.evaluate.sets:
-        print(f"config error: {cfg.source}: evaluate.sets: no evaluation set given", file=sys.stderr)
+    if not cfg.evaluation.sets:
+        print(f"config error: {cfg.source}: evaluation.sets: no evaluation set given", file=sys.stderr)
         return EXIT_CONFIG
     try:
         report = run_evaluation(cfg)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vlm_train.config import load_config
-from vlm_train.launch.ray_launch import describe
+from vlm_train.launch.plan import describe
 
 CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
 
@@ -29,11 +29,12 @@ def test_shipped_config_is_valid(path, repo, monkeypatch, tmp_path, tiny_internv
                 (tmp_path / f"{split}{i}.jsonl").write_text("")
             items = ", ".join(f"{{path: {tmp_path / f'{split}{i}.jsonl'}, image_root: {tmp_path}}}" for i in range(n))
             overrides.append(f"data.{split}=[{items}]")
-    sets = raw.get("evaluate", {}).get("sets", [])
+    sets = raw.get("evaluation", {}).get("sets", [])
     if any("path" in s for s in sets):  # evaluation data is not on this machine either
         (tmp_path / "set.jsonl").write_text("")
         items = ", ".join(f"{{name: '{s['name']}', path: {tmp_path / 'set.jsonl'}}}" for s in sets)
-        overrides.append(f"evaluate.sets=[{items}]")
+        overrides.append(f"evaluation.sets=[{items}]")
     cfg = load_config(path, overrides)
     plan = describe(cfg)
-    assert plan["world_size"] >= 1 and plan["global_batch_size"] >= 1
+    assert plan["world_size"] >= 1 and list(plan["stages"]) == cfg.training_stages
+    assert all(s["global_batch_size"] >= 1 for s in plan["stages"].values())

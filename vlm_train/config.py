@@ -4,11 +4,13 @@
 
 Our own sections are declared below; ``sft:`` and ``grpo:`` pass straight through to TRL's
 ``SFTConfig`` / ``GRPOConfig`` (their field names are checked against TRL, so a typo is an
-error that names the key, not a silently ignored option).
+error that names the key, not a silently ignored option). The fields the launcher sets itself
+are listed once, in ``vlm_train.train.args.OWNED``; a user value for one is an error too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any, Literal
 import yaml
 
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
+from vlm_train.redact import check_override, redact
+from vlm_train.run_dir import RunDir
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
 
@@ -69,8 +73,6 @@ class ModelConfig:
     """auto: bfloat16 on GPU, float32 on CPU."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     """auto: flash_attention_2 when flash-attn is installed and a GPU is present, else sdpa."""
-    trust_remote_code: bool = False
-    """Never needed for the supported families; kept so that turning it on is an explicit act."""
     max_pixels: int | None = None
     """Upper bound on image pixels fed to the processor (family default when None)."""
     max_tiles: int | None = None
@@ -78,6 +80,12 @@ class ModelConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+
+    def resolved_dtype(self, cuda: bool) -> str:
+        """The torch dtype name the model is loaded in, and the precision training runs at."""
+        if self.dtype == "auto":
+            return "bfloat16" if cuda else "float32"
+        return self.dtype
 
     def validate(self, prefix: str) -> None:
         from vlm_train.models import FAMILIES
@@ -125,6 +133,14 @@ class SyntheticConfig:
             raise ConfigError(f"{prefix}.max_shapes", f"must be >= 1, got {self.max_shapes}")
 
 
+# Upper bounds of what one sample may cost: frames per video, images per sample, tokens per
+# sample (sft.max_length, grpo prompt + completion lengths). Beyond them a single bad config
+# value means an out-of-memory crash hours into a run, not a clear error at launch.
+MAX_FRAMES = 256
+MAX_IMAGES = 256
+MAX_TOKENS = 1 << 20
+
+
 @dataclass
 class DataConfig:
     train: list[SourceConfig] = field(default_factory=list)
@@ -136,16 +152,36 @@ class DataConfig:
     on_error: Literal["skip", "raise"] = "skip"
     max_error_fraction: float = 0.05
     num_frames: int = 8
+    """Frames sampled per video (at most MAX_FRAMES)."""
     max_image_pixels: int = 64_000_000
-    """Decompression-bomb cap: images whose header claims more pixels are rejected."""
+    """Decompression-bomb cap: images whose header claims more pixels are rejected; crops and
+    resized images never exceed it either."""
+    max_images_per_sample: int = 16
+    """Samples with more image parts (crops included) are rejected at validation."""
+    cache: Literal["none", "memory", "disk"] = "none"
+    """SFT: keep each sample's decoded and tiled inputs after first use, so later epochs (and
+    the length measurement of packing / group_by_length) do not process its images again."""
+    cache_dir: str | None = None
+    """data.cache: disk: where (default <run_dir>/cache/inputs; node-local disk is fastest)."""
+
+    @property
+    def has_eval_split(self) -> bool:
+        """Eval sources, or synthetic data (used only without train sources) with n_eval > 0."""
+        return bool(self.eval) or (not self.train and self.synthetic is not None and self.synthetic.n_eval > 0)
 
     def validate(self, prefix: str) -> None:
         if not self.train and self.synthetic is None:
             raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
+        if self.train and self.synthetic is not None:
+            raise ConfigError(f"{prefix}.synthetic", "is not used when data.train is given; remove one (data.synthetic=null)")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
-        if self.num_frames < 1:
-            raise ConfigError(f"{prefix}.num_frames", f"must be >= 1, got {self.num_frames}")
+        if not 1 <= self.num_frames <= MAX_FRAMES:
+            raise ConfigError(f"{prefix}.num_frames", f"must be in [1, {MAX_FRAMES}], got {self.num_frames}")
+        if not 1 <= self.max_images_per_sample <= MAX_IMAGES:
+            raise ConfigError(f"{prefix}.max_images_per_sample", f"must be in [1, {MAX_IMAGES}], got {self.max_images_per_sample}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"{prefix}.max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
         for i, root in enumerate(self.image_roots):
             if not Path(root).is_dir():
                 raise ConfigError(f"{prefix}.image_roots[{i}]", f"directory not found: {root}")
@@ -154,16 +190,25 @@ class DataConfig:
 @dataclass
 class ToolsConfig:
     crop: bool = True
+    """Offer the crop tool in rollouts; false: a rollout never executes a call."""
     max_calls: int = 2
+    """Crop calls executed per rollout (when ``crop`` is on)."""
     min_crop_size: int = 4
     """Crops smaller than this many pixels per side are grown around their centre."""
     thinking_budget: int | None = None
     """Rollouts: after this many sampled tokens without </think>, append the official stop text
     (Ovis2.5's thinking-budget algorithm, applied to every family) and continue."""
 
+    @property
+    def call_limit(self) -> int:
+        """Crop calls a rollout may execute: 0 when the tool is off."""
+        return self.max_calls if self.crop else 0
+
     def validate(self, prefix: str) -> None:
         if self.max_calls < 0:
             raise ConfigError(f"{prefix}.max_calls", f"must be >= 0, got {self.max_calls}")
+        if self.min_crop_size < 1:
+            raise ConfigError(f"{prefix}.min_crop_size", f"must be >= 1 pixel, got {self.min_crop_size}")
         if self.thinking_budget is not None and self.thinking_budget < 1:
             raise ConfigError(f"{prefix}.thinking_budget", f"must be >= 1, got {self.thinking_budget}")
 
@@ -204,6 +249,35 @@ class DeepSpeedConfig:
     config: str | None = "configs/deepspeed/zero2.json"
     """A DeepSpeed JSON; null trains with plain DDP."""
 
+    def build(self, cuda: bool, dtype: str) -> dict[str, Any] | None:
+        """The DeepSpeed dict for the device at hand (the one place it is made).
+
+        Precision follows the resolved ``model.dtype`` (the same value the TrainingArguments
+        get): bf16 or fp16 enabled on a GPU, neither on CPU (bf16 autocast on CPU is slow and
+        fp16 unsupported). Offload buffers are not pinned without CUDA (pinning needs it).
+        """
+        if self.config is None:
+            return None
+        ds = json.loads(Path(self.config).read_text())
+        if dtype == "float16":
+            ds["fp16"] = {**ds.get("fp16", {}), "enabled": True}
+        else:
+            ds.pop("fp16", None)
+        ds["bf16"] = {"enabled": dtype == "bfloat16"}
+        if not cuda:
+            zo = ds.get("zero_optimization", {})
+            for k in ("offload_optimizer", "offload_param"):
+                if k in zo:
+                    zo[k]["pin_memory"] = False
+        return ds
+
+    @property
+    def zero_stage(self) -> int | None:
+        """ZeRO stage of the configured JSON (None: plain DDP)."""
+        if self.config is None:
+            return None
+        return int(json.loads(Path(self.config).read_text()).get("zero_optimization", {}).get("stage", 0))
+
     def validate(self, prefix: str) -> None:
         if self.config is not None and not Path(self.config).is_file():
             raise ConfigError(f"{prefix}.config", f"DeepSpeed config not found: {self.config}")
@@ -222,10 +296,15 @@ class RunConfig:
     """Testing aid: raise in every worker at this global step once (a simulated crash)."""
     stop_at_step: int | None = None
     """Testing aid: exit the job cleanly (status 3) after this step's checkpoint (simulated preemption)."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/Inf loss or gradient norm: stop before that step's checkpoint, or skip the batch (counted)."""
 
     def validate(self, prefix: str) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"{prefix}.name", f"must be a non-empty name without '/', got {self.name!r}")
+        from vlm_train.names import run_name_problem
+
+        problem = run_name_problem(self.name)
+        if problem:
+            raise ConfigError(f"{prefix}.name", problem)
         if self.max_failures < -1:
             raise ConfigError(f"{prefix}.max_failures", f"must be >= -1, got {self.max_failures}")
 
@@ -318,9 +397,13 @@ class JobConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    evaluation: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """python -m jobs.evaluate: the named sets and their settings."""
     infer: InferConfig = field(default_factory=InferConfig)
     stages: list[str] = field(default_factory=lambda: ["sft"])
+    """Training stages in order (sft, grpo), optionally ending in ``eval``: evaluate the input
+    model and every stage's final model on the eval split. ``[eval]`` alone evaluates
+    ``model.path``."""
     sft: dict[str, Any] = field(default_factory=dict)
     """Passed to trl.SFTConfig."""
     grpo: dict[str, Any] = field(default_factory=dict)
@@ -329,8 +412,16 @@ class JobConfig:
     """The YAML file this config came from (set by the loader)."""
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.run.storage_path).absolute() / self.run.name
+    def run_dir(self) -> RunDir:
+        return RunDir(Path(self.run.storage_path).absolute() / self.run.name)
+
+    @property
+    def training_stages(self) -> list[str]:
+        return [s for s in self.stages if s != "eval"]
+
+    @property
+    def evaluate(self) -> bool:
+        return "eval" in self.stages
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -346,8 +437,10 @@ class JobConfig:
 
 
 TRL_SECTIONS = {"sft": "SFTConfig", "grpo": "GRPOConfig"}
-# Keys the launcher owns; setting them in sft:/grpo: would fight the launcher.
-_RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "logging_dir"}
+STAGES = ("sft", "grpo", "eval")
+
+# Tokens per sample are bounded: a null or huge length means an out-of-memory crash hours in.
+_TOKEN_BOUNDS = ("max_length", "max_prompt_length", "max_completion_length")
 
 
 def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:
@@ -355,11 +448,18 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
 
     import trl
 
+    from vlm_train.train.args import check_user_args
+    from vlm_train.train.sft_options import split_sft
+
     cls = getattr(trl, TRL_SECTIONS[section])
     names = {f.name for f in dc.fields(cls)}
+    try:
+        check_user_args(section, values)
+    except ConfigError as e:
+        raise ConfigError(e.key, e.reason, file) from None
+    if section == "sft":  # our own keys (packing, loss weighting, ...) are checked by us
+        _, values = split_sft(values, file)
     for k, v in values.items():
-        if k in _RESERVED:
-            raise ConfigError(f"{section}.{k}", "is set by the launcher; remove it from the config", file)
         if k not in names:
             raise ConfigError(f"{section}.{k}", f"unknown {cls.__name__} field", file)
         default = next(f for f in dc.fields(cls) if f.name == k).default
@@ -370,6 +470,8 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
                 raise ConfigError(f"{section}.{k}", f"expected a number, got {v!r}", file)
             if k in ("learning_rate", "max_steps", "per_device_train_batch_size") and v <= 0 and k != "max_steps":
                 raise ConfigError(f"{section}.{k}", f"must be > 0, got {v!r}", file)
+        if k in _TOKEN_BOUNDS and (v is None or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS):
+            raise ConfigError(f"{section}.{k}", f"tokens per sample must be bounded: an integer in [1, {MAX_TOKENS}], got {v!r}", file)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True) -> JobConfig:
@@ -387,6 +489,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
     if not isinstance(tree, dict):
         raise ConfigError("<root>", "the config must be a mapping of sections", file)
     for o in overrides or []:
+        refused = check_override(o)
+        if refused:
+            raise ConfigError(o.split("=", 1)[0].strip(), refused, file)
         try:
             apply_override(tree, o)
         except ConfigError as e:
@@ -396,10 +501,22 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
         if check_trl and getattr(cfg, section):
             _check_trl_section(section, getattr(cfg, section), file)
     absolutise(cfg)
-    bad = [s for s in cfg.stages if s not in ("sft", "grpo", "eval")]
-    if bad:
-        raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: sft, grpo, eval)", file)
+    _check_stages(cfg, file)
     return cfg
+
+
+def _check_stages(cfg: JobConfig, file: str | None) -> None:
+    bad = [s for s in cfg.stages if s not in STAGES]
+    if bad:
+        raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: {', '.join(STAGES)})", file)
+    if not cfg.stages:
+        raise ConfigError("stages", "empty: name at least one of sft, grpo, eval", file)
+    if "eval" in cfg.stages[:-1] or cfg.stages.count("eval") > 1:
+        raise ConfigError("stages", "eval comes once, last (it evaluates the input model and every stage's model)", file)
+    if len(set(cfg.training_stages)) != len(cfg.training_stages):
+        raise ConfigError("stages", f"a stage is listed twice: {cfg.stages}", file)
+    if cfg.evaluate and not cfg.data.has_eval_split:
+        raise ConfigError("stages", "eval needs an eval split: give data.eval sources or data.synthetic.n_eval > 0", file)
 
 
 def absolutise(cfg: JobConfig) -> None:
@@ -415,10 +532,11 @@ def absolutise(cfg: JobConfig) -> None:
         src.path = a(src.path)
         src.image_root = a(src.image_root)
     cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
-    for es in cfg.evaluate.sets:
+    for es in cfg.evaluation.sets:
         es.path, es.image_root = a(es.path), a(es.image_root)
-    cfg.evaluate.out = a(cfg.evaluate.out)
+    cfg.evaluation.out = a(cfg.evaluation.out)
     cfg.infer.data, cfg.infer.image_root, cfg.infer.out = a(cfg.infer.data), a(cfg.infer.image_root), a(cfg.infer.out)
+    cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
     cfg.run.storage_path = a(cfg.run.storage_path)
@@ -427,17 +545,3 @@ def absolutise(cfg: JobConfig) -> None:
 def dump_config(cfg: JobConfig) -> str:
     """YAML of the resolved config with secrets redacted (safe to write next to a run)."""
     return yaml.safe_dump(redact(cfg.to_dict()), sort_keys=False)
-
-
-_SECRET_HINTS = ("token", "password", "secret", "api_key", "apikey", "credential")
-
-
-def redact(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {
-            k: ("***" if any(h in str(k).lower() for h in _SECRET_HINTS) and v else redact(v))
-            for k, v in tree.items()
-        }
-    if isinstance(tree, list):
-        return [redact(v) for v in tree]
-    return tree

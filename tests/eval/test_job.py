@@ -43,9 +43,9 @@ def test_evaluate_job_on_ray(repo, ray_cluster, tiny_internvl, tmp_path, monkeyp
     rc = refcoco_file(tmp_path, family)
     monkeypatch.chdir(repo)
     out = tmp_path / "eval"
-    sets = (f"evaluate.sets=[{{name: refcoco_val, path: {rc}, format: refcoco}}, "
+    sets = (f"evaluation.sets=[{{name: refcoco_val, path: {rc}, format: refcoco}}, "
             "{name: synthetic, synthetic: {n_eval: 6, seed: 11, image_size: 64, max_shapes: 3}}]")
-    args = [CFG, f"model.path={tiny_internvl}", sets, f"evaluate.out={out}", "evaluate.batch_size=1",
+    args = [CFG, f"model.path={tiny_internvl}", sets, f"evaluation.out={out}", "evaluation.batch_size=1",
             f"cluster.address={ray_cluster.gcs_address}", f"run.storage_path={tmp_path}"]
     assert job.main(args) == 0
     printed = capsys.readouterr().out
@@ -80,6 +80,6 @@ def test_family_mismatch_and_missing_set_are_config_errors(repo, tiny_ovis2_5, t
     err = capsys.readouterr().err
     assert "model.family" in err and "'ovis2_5' checkpoint" in err and CFG in err
     with pytest.raises(SystemExit) as e:
-        job.main([CFG, f"evaluate.sets=[{{name: x, path: {tmp_path / 'nope.jsonl'}}}]"])
+        job.main([CFG, f"evaluation.sets=[{{name: x, path: {tmp_path / 'nope.jsonl'}}}]"])
     assert e.value.code == 2
-    assert "evaluate.sets[0]" in capsys.readouterr().err
+    assert "evaluation.sets[0]" in capsys.readouterr().err

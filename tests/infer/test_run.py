@@ -116,10 +116,10 @@ def test_job_family_mismatch(repo, tiny_ovis2_5, media, tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_ray_data_matches_single_process_and_tool_runs_live(taught, media, ray_cluster, repo, tmp_path, monkeypatch, capsys):
     """The taught model crops then answers; Ray Data (2 CPU actors) writes the same records."""
+    import shutil
+
     from jobs import infer as job
     from vlm_train.testing.taught import QUESTION, TARGET
-
-    import shutil
 
     root = tmp_path / "media"  # one image root: the shared media plus the taught scene
     shutil.copytree(media, root)

@@ -46,6 +46,13 @@ def plan(args: argparse.Namespace) -> tuple[list[str], str, Path]:
     if args.nodes < 1:
         raise ConfigError("--nodes", f"must be >= 1, got {args.nodes}")
     overrides = list(args.overrides)
+    from vlm_train.redact import check_override
+
+    for extra in args.sbatch_arg:  # --export=ALL,HF_TOKEN=... would put the token in sbatch's argv
+        refused = check_override(extra.lstrip("-")) or next(
+            (check_override(part) for part in extra.split(",") if check_override(part)), None)
+        if refused:
+            raise ConfigError("--sbatch-arg", refused)
     # Validate the config as given first, so its own errors name its own keys.
     base = load_config(args.config, overrides, check_trl=True)
     pools_dir = args.pools_dir or base.cluster.pools_dir
@@ -57,7 +64,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], str, Path]:
     cfg = load_config(args.config, overrides, check_trl=False)
     run_dir = cfg.run_dir
     req = SlurmRequest(pool=pool, nodes=args.nodes, job_name=f"vlm_train-{cfg.run.name}",
-                       output=str(run_dir / "slurm-%j.out"), exclusive=args.exclusive, time=args.time,
+                       output=str(run_dir.slurm_log("%j")), exclusive=args.exclusive, time=args.time,
                        extra=list(args.sbatch_arg))
     argv = sbatch_command(req, args.config, overrides, args.job)
     return argv, req.script_header(), run_dir
@@ -81,18 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlm-train slurm: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(header)
-        print(shell_line(cmd))
+        from vlm_train.redact import redact_argv, redact_text
+
+        print(redact_text(header))
+        print(shell_line(redact_argv(cmd)))
         return 0
     if shutil.which("sbatch") is None:
         print("vlm-train slurm: sbatch not found on PATH (run this on a SLURM login node)", file=sys.stderr)
         return 2
     # The batch log goes to the run dir: SLURM does not create missing directories.
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"vlm-train slurm: sbatch failed ({r.returncode}): {r.stderr.strip()}", file=sys.stderr)
         return r.returncode
     job_id = r.stdout.strip().split(";")[0]
-    print(f"submitted job {job_id}; log: {run_dir / f'slurm-{job_id}.out'}; Ray/job logs: {run_dir / f'slurm-{job_id}'}/")
+    print(f"submitted job {job_id}; log: {run_dir.slurm_log(job_id)}; Ray/job logs: {run_dir.slurm_dir(job_id)}/")
     return 0

@@ -4,7 +4,7 @@ the pool's workers through Ray (one model per worker), merged deterministically.
 Each set is scored with InternVL's RefCOCO protocol (vlm_train/eval/grounding.py): Acc@0.5, mean
 IoU, box validity. Sets whose samples carry every shape of the image (synthetic ones) also get
 Acc@0.5 by number of shapes, the random-shape baseline and the named-shape share. Outputs in
-``evaluate.out`` (default ``<run dir>/evaluate``): ``report.json``, ``predictions/<set>.jsonl``,
+``evaluation.out`` (default ``<run dir>/evaluate``): ``report.json``, ``predictions/<set>.jsonl``,
 and TensorBoard scalars plus box images (truth green, prediction red) under ``tensorboard/``.
 """
 
@@ -53,7 +53,7 @@ def load_set(es: EvalSetConfig, cfg: JobConfig, family: Any, work_dir: Path) -> 
         res = load_dataset(dc, split="eval", family=family)
     samples = grounding_samples(res.samples)[: es.limit]
     if not samples:
-        raise ConfigError(f"evaluate.sets[{es.name}]", f"no grounding sample in {es.path or 'the synthetic set'}", cfg.source)
+        raise ConfigError(f"evaluation.sets[{es.name}]", f"no grounding sample in {es.path or 'the synthetic set'}", cfg.source)
     if res.errors:
         log.warning("set %s: %d samples skipped (first: %s)", es.name, len(res.errors), res.errors[0])
     return samples, res.image_roots
@@ -82,15 +82,16 @@ class Predictor:
 
 
 def run_evaluation(cfg: JobConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.model.path`` (a checkpoint or a run directory) on ``cfg.evaluate.sets``."""
+    """Evaluate ``cfg.model.path`` (a checkpoint or a run directory) on ``cfg.evaluation.sets``."""
     import ray
 
     from vlm_train.infer.source import resolve_job_model
-    from vlm_train.launch.ray_launch import connect_ray, placement
+    from vlm_train.launch.plan import placement
+    from vlm_train.launch.ray_env import connect_ray
 
     cfg, src = resolve_job_model(cfg)
-    family, ev = src.family, cfg.evaluate
-    out = Path(ev.out) if ev.out else cfg.run_dir / "evaluate"
+    family, ev = src.family, cfg.evaluation
+    out = Path(ev.out) if ev.out else Path(cfg.run_dir) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
     sets = {es.name: load_set(es, cfg, family, out) for es in ev.sets}
     p = placement(cfg)

@@ -57,7 +57,8 @@ class Engine:
         builder = make_builder(self.family, self.processor, self.cfg, roots, thinking, self.context)
         tools = replace(self.cfg.tools, max_calls=self.cfg.tools.max_calls if self.inf.tools else 0,
                         thinking_budget=budget if thinking else None)
-        return CropToolRollout(self.family, self.processor, builder, tools, roots, enable_thinking=thinking)
+        return CropToolRollout(self.family, self.processor, builder, tools, roots,
+                               max_pixels=self.cfg.data.max_image_pixels, enable_thinking=thinking)
 
     def generation_kwargs(self) -> dict[str, Any]:
         if self.inf.do_sample:

@@ -32,7 +32,7 @@ class OutputExists(ValueError):
 
 
 def output_path(cfg: JobConfig) -> Path:
-    return Path(cfg.infer.out) if cfg.infer.out else cfg.run_dir / "infer" / "predictions.jsonl"
+    return Path(cfg.infer.out) if cfg.infer.out else Path(cfg.run_dir) / "infer" / "predictions.jsonl"
 
 
 def done_ids(out: Path) -> set[str]:
@@ -82,7 +82,8 @@ class _Actor:
 def _ray(cfg: JobConfig, batches: list[list[Sample]], roots: list[str]) -> Iterator[list[dict[str, Any]]]:
     import ray.data
 
-    from vlm_train.launch.ray_launch import connect_ray, placement
+    from vlm_train.launch.plan import placement
+    from vlm_train.launch.ray_env import connect_ray
 
     p = placement(cfg)
     connect_ray(cfg, p)

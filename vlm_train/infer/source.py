@@ -176,7 +176,7 @@ def resolve_job_model(cfg: Any) -> tuple[Any, ModelSource]:
     checkpoint; checked against ``model.family``. Returns the config (path made concrete) and the source."""
     from dataclasses import replace
 
-    from vlm_train.launch.ray_launch import materialise_model
+    from vlm_train.launch.base_model import materialise_model
     from vlm_train.models import get_family
 
     cfg = materialise_model(cfg, get_family(cfg.model.family))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from vlm_train.train.resume import write_manifest
+
 
 class RayCheckpointCallback(TrainerCallback):
     """Report every HF checkpoint to Ray Train as it is written.
@@ -28,6 +30,8 @@ class RayCheckpointCallback(TrainerCallback):
             if "loss" in entry:
                 metrics["loss"] = entry["loss"]
                 break
+        # Written last: a folder without it (a save killed half-way) is never resumed from.
+        write_manifest(ckpt, args.process_index)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(ckpt)),
@@ -91,3 +95,10 @@ class StopAtStepCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
+
+
+def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepCallback]:
+    """The callbacks every stage's trainer gets, and the stopper (the loop asks it whether the
+    run stopped early). ThroughputCallback goes first in the handler: see its docstring."""
+    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper], stopper
