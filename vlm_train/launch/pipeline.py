@@ -4,8 +4,10 @@ Evaluates the base model, then trains each configured stage starting from the pr
 stage's final model (a LoRA stage hands on its merged model), evaluating after each. A
 pipeline submitted again skips the stages (and evaluations) already complete and resumes an
 interrupted stage from its last checkpoint. ``report.json`` in the run directory holds, per
-stage: Acc@0.5, mean IoU, the random-shape baseline, Acc@0.5 by number of shapes, reward
-means at the start and end of training, tool-call validity and wall time.
+stage: Acc@0.5, mean IoU, the random-shape baseline, the named-shape share, Acc@0.5 and the
+named-shape share by number of shapes, the held-out curve during training (``heldout``: one
+entry per ``eval_steps``), reward means at the start and end of training, tool-call validity
+and wall time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vlm_train.data.prepare import PreparedData, prepare_data
 from vlm_train.launch.ray_launch import connect_ray, materialise_model, placement, run_stage, train_fn
 from vlm_train.models import get_family
 from vlm_train.train.final import final_dir
+from vlm_train.train.heldout import PREFIX as HELDOUT
 
 log = logging.getLogger("vlm_train")
 
@@ -50,11 +53,19 @@ def evaluate_remote(cfg: JobConfig, data: PreparedData, model_dir: Path, tag: st
     ))
 
 
-def reward_summary(cfg: JobConfig, stage: str) -> dict[str, Any]:
+def log_history(cfg: JobConfig, stage: str) -> list[dict[str, Any]]:
     status = cfg.run_dir / "stages" / f"{stage}.json"
-    if not status.is_file():
-        return {}
-    hist = [e for e in json.loads(status.read_text()).get("log_history", []) if "reward" in e]
+    return json.loads(status.read_text()).get("log_history", []) if status.is_file() else []
+
+
+def heldout_curve(cfg: JobConfig, stage: str) -> dict[str, Any]:
+    """The held-out evaluations made while the stage trained (vlm_train.train.heldout)."""
+    curve = [e for e in log_history(cfg, stage) if f"{HELDOUT}/acc@0.5" in e]
+    return {"heldout": curve} if curve else {}
+
+
+def reward_summary(cfg: JobConfig, stage: str) -> dict[str, Any]:
+    hist = [e for e in log_history(cfg, stage) if "reward" in e]
     if not hist:
         return {}
     keys = sorted(k for k in hist[0] if k.startswith("rewards/") and k.endswith("/mean"))
@@ -107,6 +118,7 @@ def run_pipeline(cfg: JobConfig) -> dict[str, Any]:
         if evaluate and "eval" not in entry:
             entry["eval"] = evaluate_remote(cfg, data, model_dir, stage, i + 1)
         entry.update(reward_summary(cfg, stage))
+        entry.update(heldout_curve(cfg, stage))
         entry["model"] = str(model_dir)
         save()
     return report
@@ -114,7 +126,7 @@ def run_pipeline(cfg: JobConfig) -> dict[str, Any]:
 
 def table(report: dict[str, Any]) -> str:
     """A short table for stdout: one row per evaluated stage."""
-    head = f"{'stage':<6} {'Acc@0.5':>8} {'mIoU':>6} {'random':>7} {'reward0':>8} {'reward1':>8} {'calls':>6} {'wall s':>7}"
+    head = f"{'stage':<6} {'Acc@0.5':>8} {'mIoU':>6} {'random':>7} {'named':>6} {'reward0':>8} {'reward1':>8} {'calls':>6} {'wall s':>7}"
     lines = [head, "-" * len(head)]
 
     def f(v, w, p=3):
@@ -124,7 +136,12 @@ def table(report: dict[str, Any]) -> str:
         ev = e.get("eval", {})
         lines.append(
             f"{stage:<6} {f(ev.get('acc'), 8)} {f(ev.get('mean_iou'), 6)} {f(ev.get('random_shape_baseline'), 7)} "
+            f"{f(ev.get('named_shape_share'), 6)} "
             f"{f(e.get('reward_start'), 8)} {f(e.get('reward_end'), 8)} {f(e.get('tool_calls_per_rollout'), 6, 2)} "
             f"{f(e.get('wall_seconds'), 7, 0)}"
         )
+    for stage, e in report.items():
+        if e.get("heldout"):
+            points = " ".join(f"{h['step']}:{h[f'{HELDOUT}/acc@0.5']:.3f}" for h in e["heldout"])
+            lines.append(f"{stage} held-out Acc@0.5 by step: {points}")
     return "\n".join(lines)

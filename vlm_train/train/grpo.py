@@ -34,6 +34,7 @@ from vlm_train.train.callbacks import (
     StopAtStepCallback,
     ThroughputCallback,
 )
+from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 
@@ -230,4 +231,5 @@ def train_loop(config: dict[str, Any]) -> None:
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    add_heldout_eval(trainer, args, info, family, processor, data)
     train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor)

@@ -21,6 +21,7 @@ from vlm_train.train.callbacks import (
     StopAtStepCallback,
     ThroughputCallback,
 )
+from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 
 log = logging.getLogger("vlm_train")
@@ -78,5 +79,6 @@ def train_loop(config: dict[str, Any]) -> None:
         ],
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    add_heldout_eval(trainer, args, info, family, processor, data)
 
     train_and_finish(trainer, cfg, info, "sft", stopper, family, processor)
