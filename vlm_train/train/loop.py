@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
     """
     import ray.train
 
+    # Wall-clock marks (unix time) of the stage's phases for benchmarks/step_overhead.py.
+    timings = {"trainer_built": time.time()}
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
@@ -44,9 +47,11 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
         start = 0
         record_start(cfg, info, stage, 0)
         result = trainer.train()
+    timings["trained"] = time.time()
     # A run stopped early (preemption aid) leaves no final model: it is not finished.
     if not stopper.stopped:
         save_final(trainer, cfg, family, processor, stage=stage, info=info)
+    timings["final_saved"] = time.time()
     if info.is_main:
         status = {
             "stage": stage,
@@ -56,6 +61,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
             "complete": not stopper.stopped,
             "train_loss": result.training_loss,
             "log_history": trainer.state.log_history,
+            "timings": timings,
         }
         path = cfg.run_dir / "stages" / f"{stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
