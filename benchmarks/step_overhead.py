@@ -52,7 +52,9 @@ def plain_loop(cfg, family, data, batch: int, steps: int, warmup: int, threads: 
     torch.manual_seed(0)
     model, processor = family.load(cfg.model, dtype=torch.float32)
     model.train()
-    builder = family.make_inputs(processor, cfg, image_roots=data.image_roots, max_length=int(cfg.sft.get("max_length", 2048)))
+    from vlm_train.models.base import InputsConfig
+
+    builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data.image_roots, int(cfg.sft.get("max_length", 2048))))
     samples = read_samples(data.train)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.sft.get("learning_rate", 2e-5)))
     collate = compute = 0.0

@@ -10,8 +10,6 @@ puts padding into the batch. It goes through TRL's own path (generate and score,
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from PIL import Image
@@ -20,6 +18,7 @@ from tests.train.test_rollout import Scripted
 from vlm_train.config import ModelConfig, ToolsConfig
 from vlm_train.data.sample import Box, GroundingTarget, Message, Sample, image, text
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train.rollout import merge_mm
 
 IMAGES = {"red.png": ((64, 64), (200, 30, 30)), "green.png": ((64, 64), (30, 200, 30)), "wide.png": ((96, 64), (30, 30, 200))}
@@ -62,10 +61,10 @@ def test_colliding_rollouts_scored_with_own_pixels(family_name, tmp_path, monkey
     model, proc = fam.load(ModelConfig(family=family_name, path=str(fam.tiny(tmp_path / "tiny"))), dtype=torch.float32)
     samples = [_sample(0, "red.png", "the square"), _sample(1, "green.png", "the square"),
                _sample(2, "wide.png", "the wide blue shape"), _sample(3, "wide.png", "the wide blue shape")]
-    builder = fam.make_inputs(proc, None, image_roots=[str(root)])
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(root),)))
     from vlm_train.train.rollout import CropToolRollout
 
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(root)], coords=fam.name)
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(root)])
     args = GRPOConfig(
         output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to=[], per_device_train_batch_size=4,
         num_generations=2, max_completion_length=400, num_iterations=2, beta=0.0, temperature=1.0,
@@ -74,13 +73,12 @@ def test_colliding_rollouts_scored_with_own_pixels(family_name, tmp_path, monkey
     args.reward_weights = [1.0]
     trainer = VLMGRPOTrainer(
         model=model, reward_funcs=[wrap_reward(lambda completions, **kw: [0.0] * len(completions))], args=args,
-        train_dataset=Dataset.from_list(grpo_rows(samples, fam.name)), processing_class=proc, rollout=rollout,
+        train_dataset=Dataset.from_list(grpo_rows(samples, fam.coords)), processing_class=proc, rollout=rollout,
     )
     # Every rollout writes the same crop call, then (after the live tool turn) the same answer.
     tok = proc.tokenizer
-    box_args = [0, 0, 500, 500] if family_name == "internvl" else [0.0, 0.0, 0.5, 0.5]
-    call = "<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox_2d": box_args}}) + "</tool_call>"
-    script = [tok(call, add_special_tokens=False).input_ids, tok("the square<|im_end|>", add_special_tokens=False).input_ids]
+    call = fam.chat.tool_call("crop", {"bbox_2d": fam.coords.to_values(Box(0, 0, 32, 32), 64, 64)})
+    script = [tok(call, add_special_tokens=False).input_ids, tok("the square" + fam.chat.turn_end, add_special_tokens=False).input_ids]
     rows = []
     generate, start = rollout.generate, rollout.start
     monkeypatch.setattr(rollout, "generate", lambda m, rs, gen, n: generate(Scripted(m, list(script)), rs, gen, n))
@@ -97,7 +95,7 @@ def test_colliding_rollouts_scored_with_own_pixels(family_name, tmp_path, monkey
     monkeypatch.setattr(trainer, "_get_per_token_logps_and_entropies", spy)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this bypasses
-    batch = trainer._prepare_inputs(grpo_rows(samples, fam.name))  # generate, score old log-probs, shuffle
+    batch = trainer._prepare_inputs(grpo_rows(samples, fam.coords))  # generate, score old log-probs, shuffle
     trainer._compute_loss(trainer.model, batch)
     hook.remove()
 

@@ -99,15 +99,16 @@ class HeldoutEvalCallback(TrainerCallback):
                 model.train(was_training)
 
 
-def add_heldout_eval(trainer: Any, args: Any, info: Any, family: Any, processor: Any, data: dict[str, Any]) -> None:
+def add_heldout_eval(trainer: Any, cfg: Any, args: Any, info: Any, family: Any, processor: Any, data: dict[str, Any]) -> None:
     """Give the stage's trainer its held-out evaluation (none without ``eval_steps`` or held-out samples)."""
     from pathlib import Path
 
+    from vlm_train.models.base import InputsConfig
     from vlm_train.train.setup import read_samples
 
     if not args.eval_steps or not data.get("eval"):
         return
-    builder = family.make_inputs(processor, None, image_roots=data["image_roots"])
+    builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
     cb = HeldoutEvalCallback(trainer, family, processor, builder, read_samples(Path(data["eval"])), args.eval_steps,
                              args.per_device_eval_batch_size, info.rank, info.world_size)
     if not cb.per_rank:
