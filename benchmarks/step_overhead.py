@@ -46,7 +46,7 @@ def plain_loop(cfg, family, data, batch: int, steps: int, warmup: int, threads: 
     """Samples/s of collate + forward + backward + AdamW step in this process."""
     import torch
 
-    from vlm_train.train.setup import read_samples
+    from vlm_train.train.dataset import read_samples
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def stage_timing(cfg, stage: str, started: float, ended: float, warmup: int) -> 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     stamps: dict[int, float] = {}
-    for f in sorted((cfg.run_dir / "tensorboard" / stage).rglob("events.out.tfevents.*")):
+    for f in sorted(cfg.run_dir.tensorboard(stage).rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
         acc.Reload()
         if "train/loss" in acc.Tags().get("scalars", []):
@@ -93,7 +93,7 @@ def stage_timing(cfg, stage: str, started: float, ended: float, warmup: int) -> 
     save_cost = [stamps[s + 1] - stamps[s] - step for s in saves if s + 1 in stamps]
     import json
 
-    marks = json.loads((cfg.run_dir / "stages" / f"{stage}.json").read_text()).get("timings", {})
+    marks = json.loads(cfg.run_dir.stage_status(stage).read_text()).get("timings", {})
     phases = {}
     if marks:  # rank 0's wall-clock marks (vlm_train/train/loop.py)
         phases = {"to_trainer_built_s": marks["trainer_built"] - started,
@@ -120,7 +120,10 @@ def main() -> None:
 
     from vlm_train.config import load_config
     from vlm_train.data.prepare import prepare_data
-    from vlm_train.launch.ray_launch import connect_ray, materialise_model, placement, run_stage, train_fn
+    from vlm_train.launch.base_model import materialise_model
+    from vlm_train.launch.plan import placement
+    from vlm_train.launch.ray_env import connect_ray
+    from vlm_train.launch.trainer import run_stage
     from vlm_train.models import get_family
 
     work = Path(tempfile.mkdtemp(prefix="step_overhead_"))
@@ -153,7 +156,7 @@ def main() -> None:
     timings = {}
     for stage in ("sft", "grpo"):
         started = time.time()
-        run_stage(cfg, stage, train_fn(stage), extra={"data": data.to_json()})
+        run_stage(cfg, stage, extra={"data": data.to_json()})
         timings[stage] = t = stage_timing(cfg, stage, started, time.time(), args.warmup)
         print(f"{stage} job: {t['steps']} steps, steady {t['step_s']:.3f} s/step (median {t['step_s_median']:.3f}); "
               f"fixed {t['fixed_s']:.1f} s = start {t['start_s']:.1f} + saves {t['saves_s']:.1f} ({t['n_saves_timed']}) "

@@ -1,14 +1,17 @@
-"""The GRPO scoring forward: each rollout is scored with its own pixels, and its per-token
-log-probs are those of a plain forward of that rollout alone.
+"""The GRPO row table (what each dataset row hands the rollout and the reward functions), and
+the scoring forward: each rollout is scored with its own pixels, and its per-token log-probs are
+those of a plain forward of that rollout alone.
 
-The batch is built to collide: two rollouts with the same prompt text and the same completion
-(a crop call, the tool turn, an answer) on DIFFERENT images, so their token ids are identical
-and only the row's identity tells their pixels apart; a third prompt of another image size
-puts padding into the batch. It goes through TRL's own path (generate and score, shuffle,
+The scoring batch is built to collide: two rollouts with the same prompt text and the same
+completion (a crop call, the tool turn, an answer) on DIFFERENT images, so their token ids are
+identical and only the row's identity tells their pixels apart; a third prompt of another image
+size puts padding into the batch. It goes through TRL's own path (generate and score, shuffle,
 ``_compute_loss``), with old log-probs computed too (``num_iterations`` 2), no Ray.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -17,9 +20,40 @@ from PIL import Image
 from tests.train.test_rollout import Scripted
 from vlm_train.config import ModelConfig, ToolsConfig
 from vlm_train.data.sample import Box, GroundingTarget, Message, Sample, image, text
+from vlm_train.data.synthetic import generate
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
+from vlm_train.train.grpo import grpo_rows
 from vlm_train.train.rollout import merge_mm
+
+
+def test_rows_carry_prompt_target_regions_and_coords(tmp_path):
+    samples = generate(tmp_path, n=6, seed=3, image_size=64, max_shapes=3, kind="mixed")
+    coords = get_family("internvl").coords
+    rows = grpo_rows(samples, coords)
+    assert len(rows) == len(samples)
+    kinds = set()
+    for s, r in zip(samples, rows, strict=True):
+        kinds.add(s.meta["kind"])
+        assert set(r) == {"prompt", "sample", "image_size", "target_box", "regions", "answer", "coords"}
+        # The prompt is the user's text alone (no answer leaks into it).
+        assert r["prompt"] == [{"role": "user", "content": " ".join(m.text() for m in s.messages if m.role == "user")}]
+        assert r["prompt"][0]["content"] and s.meta["answer"] not in r["prompt"][0]["content"]
+        assert Sample.from_json(r["sample"]) == s  # the full sample travels for the rollout
+        assert r["image_size"] == [64, 64]
+        assert r["target_box"] == s.targets[0].box.as_list()
+        assert r["regions"] == [{"label": g.phrase, "box": g.box.as_list()} for g in s.regions] and r["regions"]
+        assert r["answer"] == s.meta["answer"]
+        assert r["coords"] == coords.name  # the rewards look the convention up by this name
+        json.dumps(r)  # a datasets.Dataset column: plain JSON types only
+    assert kinds == {"grounding", "toolqa"}
+
+
+def test_rows_without_target_or_image():
+    s = Sample(id="t", messages=[])
+    (r,) = grpo_rows([s], get_family("ovis2_5").coords)
+    assert r["target_box"] is None and r["image_size"] is None and r["regions"] == [] and r["answer"] is None
+
 
 IMAGES = {"red.png": ((64, 64), (200, 30, 30)), "green.png": ((64, 64), (30, 200, 30)), "wide.png": ((96, 64), (30, 30, 200))}
 
@@ -46,7 +80,7 @@ def test_colliding_rollouts_scored_with_own_pixels(family_name, tmp_path, monkey
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from vlm_train.train.grpo import VLMGRPOTrainer, grpo_rows, wrap_reward
+    from vlm_train.train.grpo import VLMGRPOTrainer, wrap_reward
 
     for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29534"}.items():
         monkeypatch.setenv(k, v)

@@ -104,7 +104,7 @@ def add_heldout_eval(trainer: Any, cfg: Any, args: Any, info: Any, family: Any, 
     from pathlib import Path
 
     from vlm_train.models.base import InputsConfig
-    from vlm_train.train.setup import read_samples
+    from vlm_train.train.dataset import read_samples
 
     if not args.eval_steps or not data.get("eval"):
         return
