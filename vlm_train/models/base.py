@@ -176,6 +176,11 @@ class Family:
         lora_targets: default LoRA target modules (regexes; the language model only).
         select_rows: sub-batch of a generation batch (for the thinking budget's phase 2);
             None: every tensor is sliced along its first dimension.
+        reserved_text: special tokens of the family's tokenizer that data text may not hold
+            literally (the tokenizer would read them as the real ones: a forged turn, a fake
+            image); validation rejects such samples.
+        takes_video: whether the input builder takes video parts; validation rejects them
+            otherwise.
     """
 
     name: str
@@ -192,3 +197,5 @@ class Family:
     module_groups: dict[str, list[str]]
     lora_targets: list[str] = field(default_factory=list)
     select_rows: SelectRowsFn | None = None
+    reserved_text: tuple[str, ...] = ()
+    takes_video: bool = False

@@ -107,6 +107,8 @@ def check_user_args(stage: str, values: dict[str, Any]) -> None:
     """Raise ConfigError for a user value of a field the launcher owns."""
     table = owned(stage)
     for k in values:
+        if k == "save_safetensors":  # not a field of transformers 5, whose saves are always safetensors
+            raise ConfigError(f"{stage}.{k}", "is set by the launcher: checkpoints and models are always safetensors")
         if k in table:
             raise ConfigError(f"{stage}.{k}", f"is set by the launcher from {table[k].source}; remove it from the config")
     if stage == "sft" and (values.get("dataset_kwargs") or {}).get("skip_prepare_dataset", True) is not True:

@@ -38,6 +38,7 @@ from vlm_train.train.dataset import read_samples
 from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
+from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 from vlm_train.train.worker import init_worker_env
 
@@ -196,7 +197,8 @@ def train_loop(config: dict[str, Any]) -> None:
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
     # tools.crop off: the rollout executes no call (call_limit 0).
     tools = dataclasses.replace(cfg.tools, max_calls=cfg.tools.call_limit)
-    rollout = CropToolRollout(family, processor, builder, tools, data["image_roots"])
+    rollout = CropToolRollout(family, processor, builder, tools, data["image_roots"],
+                              max_pixels=cfg.data.max_image_pixels)
     train = read_samples(Path(data["train"]))
     callbacks, stopper = stage_callbacks(cfg, "grpo")
     trainer = VLMGRPOTrainer(
@@ -211,4 +213,5 @@ def train_loop(config: dict[str, Any]) -> None:
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
-    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor)
+    guard = NonFiniteGuard(cfg.run.on_nonfinite).install(trainer)
+    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)

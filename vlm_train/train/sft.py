@@ -22,6 +22,7 @@ from vlm_train.train.dataset import read_samples, rows
 from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
+from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
@@ -39,7 +40,8 @@ def train_loop(config: dict[str, Any]) -> None:
     data = config["data"]
     train = read_samples(Path(data["train"]))
     evals = read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
-    collator = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length))
+    guard = NonFiniteGuard(cfg.run.on_nonfinite)
+    collator = guard.wrap_collator(family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length)))
 
     callbacks, stopper = stage_callbacks(cfg, "sft")
     trainer = SFTTrainer(
@@ -54,5 +56,6 @@ def train_loop(config: dict[str, Any]) -> None:
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
+    guard.install(trainer)
 
-    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor)
+    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard)
