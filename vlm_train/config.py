@@ -33,6 +33,10 @@ class FreezeConfig:
     llm: bool = False
     """Freeze the language model."""
 
+# ZeRO-1/2 bucket size on CPU (elements): a whole tiny model's gradients (2M for the quick
+# start's) in one bucket; DeepSpeed preallocates it (contiguous_gradients), so 40 MB, not more.
+CPU_BUCKET_ELEMENTS = int(1e7)
+
 
 @dataclass
 class LoraConfig:
@@ -290,6 +294,13 @@ class DeepSpeedConfig:
             for k in ("offload_optimizer", "offload_param"):
                 if k in zo:
                     zo[k]["pin_memory"] = False
+            if zo.get("stage") in (1, 2):
+                # gloo on CPU: one collective per bucket, and "auto" sizes buckets at hidden_size^2
+                # elements (36,864 for the tiny model: ~50 all-reduces a step); overlap_comm needs
+                # a side CUDA stream, which CPU lacks. One bucket, reduced after backward.
+                zo["overlap_comm"] = False
+                for k in ("reduce_bucket_size", "allgather_bucket_size"):
+                    zo[k] = CPU_BUCKET_ELEMENTS
         return ds
 
     @property
