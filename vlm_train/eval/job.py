@@ -19,25 +19,10 @@ from typing import Any
 
 from vlm_train.config import ConfigError, DataConfig, EvalSetConfig, JobConfig, SourceConfig
 from vlm_train.data.sample import Sample
-from vlm_train.eval.grounding import grounding_samples, log_to_tensorboard, score
-from vlm_train.eval.metrics import ACC_IOU, iou
+from vlm_train.eval.grounding import gradable, log_to_tensorboard, score_texts
 from vlm_train.models.base import InputsConfig
 
 log = logging.getLogger("vlm_train")
-
-
-def named_shape_share(preds: list[list[float] | None], regions: list[list[Any]], targets: list[Any]) -> dict[str, float]:
-    """Of the predictions that hit some shape (IoU >= 0.5 with any region), the share whose best
-    hit is the named one: a model that boxes shapes but ignores the phrase scores ~1/#shapes."""
-    hits = named = 0
-    for p, shapes, t in zip(preds, regions, targets, strict=True):
-        if p is None or not shapes:
-            continue
-        best = max(shapes, key=lambda s: iou(p, s))
-        if iou(p, best) >= ACC_IOU:
-            hits += 1
-            named += int(iou(best, t) > 0.999)  # the best-hit shape is the named one
-    return {"hit_some_shape": hits, "named_share": named / hits if hits else 0.0}
 
 
 def load_set(es: EvalSetConfig, cfg: JobConfig, family: Any, work_dir: Path) -> tuple[list[Sample], list[str]]:
@@ -51,7 +36,7 @@ def load_set(es: EvalSetConfig, cfg: JobConfig, family: Any, work_dir: Path) -> 
         src = SourceConfig(es.path, es.format, es.image_root)
         dc = replace(cfg.data, train=[], eval=[src], synthetic=None)
         res = load_dataset(dc, split="eval", family=family)
-    samples = grounding_samples(res.samples)[: es.limit]
+    samples = gradable(res.samples)[: es.limit]
     if not samples:
         raise ConfigError(f"evaluation.sets[{es.name}]", f"no grounding sample in {es.path or 'the synthetic set'}", cfg.source)
     if res.errors:
@@ -126,17 +111,14 @@ def run_evaluation(cfg: JobConfig) -> dict[str, Any]:
 
 def _score_set(family: Any, name: str, samples: list[Sample], roots: list[str], texts: list[str], out: Path,
                n_images: int) -> dict[str, Any]:
-    result = score(family, samples, texts)
+    result = score_texts(family, samples, texts)
     entry = result.to_dict()
     entry.pop("seconds")
     shaped = all(s.regions for s in samples)
     if shaped:
-        entry.update(named_shape_share(
-            [p["pred"] for p in result.predictions], [[r.box.as_list() for r in s.regions] for s in samples],
-            [s.targets[0].box.as_list() for s in samples],
-        ))
+        entry.update(named_share=entry["named_shape_share"], hit_some_shape=entry["shape_hits"])
     else:  # RefCOCO-style: one annotated object per sample, no shape statistics
-        for k in ("random_shape_baseline", "by_shapes"):
+        for k in ("random_shape_baseline", "by_shapes", "named_shape_share", "shape_hits"):
             entry[k] = None
     preds = out / "predictions" / f"{name}.jsonl"
     preds.parent.mkdir(parents=True, exist_ok=True)
