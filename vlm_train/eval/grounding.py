@@ -3,8 +3,10 @@
 Greedy decoding (one beam, ``max_new_tokens`` 100 by default), the sample's own prompt, the
 family's box parser on the answer; a completion with no box scores IoU 0 (the protocol's
 (0, 0, 0, 0) fallback). Reported next to the random-shape baseline (a perfect localiser that
-boxes a random shape of the image) and split by the number of shapes, so a model that boxes
-shapes but ignores the phrase cannot pass for one that grounds.
+boxes a random shape of the image), the named-shape share (of the predictions that hit some
+shape of the image, the share that hit the named one: 1/k for a random pick among k shapes) and
+split by the number of shapes, so a model that boxes shapes but ignores the phrase cannot pass
+for one that grounds.
 
 With ``tools`` given, the policy may call the crop tool as in GRPO (the same live rollout,
 greedy): the crop is made and shown, and the box of the answer after the last tool turn is
@@ -24,7 +26,7 @@ import torch
 
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Sample
-from vlm_train.eval.metrics import iou, random_shape_baseline, score_by_group, score_ious
+from vlm_train.eval.metrics import iou, named_shape_share, random_shape_baseline, score_by_group, score_ious
 from vlm_train.models.base import InputsConfig
 from vlm_train.rewards.functions import REWARDS
 from vlm_train.train.rollout import prompt_sample
@@ -36,6 +38,8 @@ class EvalResult:
     mean_iou: float
     n: int
     random_shape_baseline: float
+    named_shape_share: float
+    shape_hits: int
     by_shapes: dict[str, dict[str, float]]
     box_valid: float
     format: float
@@ -97,7 +101,7 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     call the crop tool; None evaluates single-turn answers.
     """
     t0 = time.perf_counter()
-    samples = [s for s in samples if s.targets and s.image_sizes]
+    samples = gradable(samples)
     builder = family.make_inputs(processor, InputsConfig(image_roots=tuple(image_roots)))
     model.eval()
     if tools is not None and getattr(tools, "max_calls", 0) > 0:
@@ -106,29 +110,51 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     else:
         texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
         turns, calls = [[t] for t in texts], [0] * len(texts)
-    # The answer is the last turn (after any tool turn); the format checks read all turns.
-    texts = ["\n".join(t) for t in turns]
-    ious, groups, preds = [], [], []
+    return score_texts(family, samples, ["\n".join(t) for t in turns], time.perf_counter() - t0, turns, calls)
+
+
+def gradable(samples: list[Sample]) -> list[Sample]:
+    """The samples evaluation can score: a grounding target and the image size to read boxes in."""
+    return [s for s in samples if s.targets and s.image_sizes]
+
+
+def score_texts(family: Any, samples: list[Sample], texts: list[str], seconds: float = 0.0,
+                turns: list[list[str]] | None = None, calls: list[int] | None = None) -> EvalResult:
+    """The protocol's scores of generated ``texts``, one per sample of ``gradable`` samples.
+
+    ``turns``/``calls``: per sample its generated turns and crop calls (tool-live evaluation);
+    the answer is then the last turn, and the format checks read all of them.
+    """
+    turns = turns if turns is not None else [[t] for t in texts]
+    calls = calls if calls is not None else [0] * len(texts)
+    ious, groups, preds, pred_boxes = [], [], [], []
     for s, text, tt, nc in zip(samples, texts, turns, calls, strict=True):
         w, h = s.image_sizes[0]
         boxes = family.text_to_boxes(tt[-1] if nc else text, w, h)
         pred = boxes[0] if boxes else None
         v = iou(pred, s.targets[0].box) if pred is not None else 0.0
         ious.append(v)
+        pred_boxes.append(pred)
         groups.append(str(s.meta.get("n_shapes", len(s.regions) or 1)))
         preds.append({"id": s.id, "text": text, "pred": pred.as_list() if pred else None,
                       "target": s.targets[0].box.as_list(), "iou": v, "image": _first_image(s), "calls": nc})
     score = score_ious(ious)
     shapes = [[r.box for r in s.regions] or [s.targets[0].box] for s in samples]
-    baseline = random_shape_baseline(shapes, [s.targets[0].box for s in samples])
+    targets = [s.targets[0].box for s in samples]
+    baseline = random_shape_baseline(shapes, targets)
+    by_shapes = {k: {"acc": g.acc, "mean_iou": g.mean_iou, "n": g.n} for k, g in score_by_group(ious, groups).items()}
+    for k in by_shapes:
+        idx = [i for i, g in enumerate(groups) if g == k]
+        by_shapes[k].update(named_shape_share([pred_boxes[i] for i in idx], [targets[i] for i in idx], [shapes[i] for i in idx]).to_dict())
+    named = named_shape_share(pred_boxes, targets, shapes)
     cols = {"image_size": [list(s.image_sizes[0]) for s in samples], "coords": [family.coords.name] * len(samples)}
     box_valid = REWARDS["box_valid"](texts, **cols) if samples else []
     fmt = REWARDS["format"](texts, **cols) if samples else []
     return EvalResult(
         acc=score.acc, mean_iou=score.mean_iou, n=score.n, random_shape_baseline=baseline,
-        by_shapes={k: {"acc": g.acc, "mean_iou": g.mean_iou, "n": g.n} for k, g in score_by_group(ious, groups).items()},
+        named_shape_share=named.share, shape_hits=named.hits, by_shapes=by_shapes,
         box_valid=sum(box_valid) / max(len(box_valid), 1), format=sum(fmt) / max(len(fmt), 1),
-        seconds=time.perf_counter() - t0, predictions=preds, tool_calls=sum(calls) / max(len(calls), 1),
+        seconds=seconds, predictions=preds, tool_calls=sum(calls) / max(len(calls), 1),
     )
 
 
@@ -160,6 +186,7 @@ def log_to_tensorboard(result: EvalResult, logdir: Path, tag: str, step: int, im
     w.add_scalar(f"{tag}/acc@0.5", result.acc, step)
     w.add_scalar(f"{tag}/mean_iou", result.mean_iou, step)
     w.add_scalar(f"{tag}/random_shape_baseline", result.random_shape_baseline, step)
+    w.add_scalar(f"{tag}/named_shape_share", result.named_shape_share, step)
     for p in result.predictions[:n_images]:
         if not p["image"]:
             continue

@@ -184,6 +184,8 @@ class Family:
 
     Attributes:
         name: the registry key (``model.family`` in configs).
+        model_type: ``model_type`` in the config.json of the family's checkpoints (how a
+            checkpoint directory is recognised without a job config: export, inference).
         coords: how the family writes coordinates in text (vlm_train/data/coords.py).
         chat: the family's chat format (turn texts, tool tags, thinking markers, budget text).
         load: (model_cfg, dtype) -> (model, processor).
@@ -210,6 +212,7 @@ class Family:
     """
 
     name: str
+    model_type: str
     coords: CoordConvention
     chat: ChatFormat
     load: LoadFn

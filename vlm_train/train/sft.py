@@ -25,6 +25,7 @@ from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.dataloading import cached_lengths, measure_lengths
 from vlm_train.train.dataset import read_samples, rows
+from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.nonfinite import NonFiniteGuard
@@ -107,6 +108,7 @@ def train_loop(config: dict[str, Any]) -> None:
         value_loss=value_loss,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard.install(trainer)
 
     train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard)

@@ -43,7 +43,7 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
 
 def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
     """The batch collator. InternVL3.5's template has no thinking switch (``enable_thinking``
-    is not read) and no video frames option here (``num_frames`` is not read)."""
+    is not read); a video part becomes ``num_frames`` single-tile frames (InternVL's video chat)."""
     return InternVLInputs(
         processor,
         image_roots=cfg.image_roots,
@@ -51,6 +51,7 @@ def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
         max_image_pixels=cfg.max_image_pixels,
         min_crop_size=cfg.min_crop_size,
         max_tiles=cfg.max_tiles,
+        **({"num_frames": cfg.num_frames} if cfg.num_frames is not None else {}),
     )
 
 
@@ -61,6 +62,7 @@ def suppress_token_ids(processor: Any) -> list[int]:
 
 FAMILY = Family(
     name="internvl",
+    model_type="internvl",
     coords=COORDS,
     # Qwen-style ChatML with the Qwen3 tool tags; no empty think block in prompts.
     chat=ChatFormat(),
