@@ -56,6 +56,7 @@ def suppress_token_ids(processor: Any) -> list[int]:
 
 FAMILY = Family(
     name="qwen3_vl",
+    model_type="qwen3_vl",  # config.json of the Qwen3-VL checkpoints
     coords=COORDS,
     chat=CHAT,
     load=load,
