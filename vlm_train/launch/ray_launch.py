@@ -21,6 +21,7 @@ from typing import Any
 
 from vlm_train.cluster.pools import Placement, load_pool, placement_for
 from vlm_train.config import JobConfig, dump_config
+from vlm_train.launch.placement_wait import wait_for_placement
 
 log = logging.getLogger("vlm_train")
 
@@ -91,6 +92,7 @@ def run_stage(cfg: JobConfig, stage: str, loop, extra: dict[str, Any] | None = N
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "config.yaml").write_text(dump_config(cfg))
     connect_ray(cfg, p)
+    wait_for_placement(p, cfg.cluster.placement_timeout_s)
     trainer = TorchTrainer(
         loop,
         train_loop_config={"job": cfg.to_dict(), **(extra or {})},
