@@ -45,3 +45,4 @@ def test_memory_and_node_count():
     assert f"--mem={int(pool.memory_gb_per_node * 1024)}M" in problems[1] and "1000 MB" in problems[1]
     # More nodes than the config asks is fine: the allocation decides.
     assert fits({**env, "SLURM_JOB_NUM_NODES": "2", "SLURM_MEM_PER_NODE": "16384"}, "local-cpu", nodes=2) == []
+    assert fits({**env, "SLURM_MEM_PER_NODE": "0"}, "local-cpu") == []  # --mem=0: the whole node

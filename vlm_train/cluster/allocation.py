@@ -43,9 +43,10 @@ class Allocation:
             cpus, cpus_from = int(env["SLURM_CPUS_ON_NODE"]), "SLURM_CPUS_ON_NODE"
         gpus, gpus_from = visible_gpus(env, dev)
         mem, mem_from = None, ""
-        if env.get("SLURM_MEM_PER_NODE"):
+        # --mem=0 asks for all of each node's memory: nothing to compare.
+        if env.get("SLURM_MEM_PER_NODE") and env["SLURM_MEM_PER_NODE"] != "0":
             mem, mem_from = int(env["SLURM_MEM_PER_NODE"]), "SLURM_MEM_PER_NODE"
-        elif env.get("SLURM_MEM_PER_CPU") and cpus is not None:
+        elif env.get("SLURM_MEM_PER_CPU") and env["SLURM_MEM_PER_CPU"] != "0" and cpus is not None:
             mem, mem_from = int(env["SLURM_MEM_PER_CPU"]) * cpus, "SLURM_MEM_PER_CPU x CPUs"
         return cls(nodes, cpus, cpus_from, gpus, gpus_from, mem, mem_from)
 
