@@ -37,7 +37,7 @@ def test_config_loader_refuses_it_naming_the_key(tmp_path, monkeypatch, repo):
     with pytest.raises(ConfigError, match="run.storage_path"):
         load_config("configs/debug/internvl_tiny_sft.yaml", check_trl=False)
     cfg = load_config("configs/debug/internvl_tiny_sft.yaml", [f"run.storage_path={tmp_path}"], check_trl=False)
-    assert cfg.run_dir == tmp_path / "internvl_tiny_sft"
+    assert str(cfg.run_dir) == str(tmp_path / "internvl_tiny_sft")
 
 
 @pytest.mark.slow
