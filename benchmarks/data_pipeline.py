@@ -55,7 +55,7 @@ def make_data(root: Path, n: int, size: int) -> Path:
 
 
 def grid_for(w: int, h: int) -> tuple[int, int]:
-    """InternVL's tile grid (specs/models.md B5): closest aspect ratio among 1..MAX_TILES tiles."""
+    """InternVL's tile grid (docs/models.md, "InternVL3.5"): closest aspect ratio among 1..MAX_TILES tiles."""
     ratios = sorted(
         {
             (i, j)

@@ -68,7 +68,8 @@ def train_throughput(family_name: str, steps: int, dtype: torch.dtype, work: Pat
     model.cuda().train()
     data = load_dataset(DataConfig(synthetic=SyntheticConfig(n=64, n_eval=0, image_size=448)), "train",
                         work_dir=work / f"{family_name}_data", family=fam)
-    build = fam.make_inputs(proc, None, image_roots=data.image_roots)
+    from vlm_train.models.base import InputsConfig
+    build = fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots)))
     batches = [build(data.samples[i : i + 8]) for i in range(0, 64, 8)]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     n_params = sum(p.numel() for p in model.parameters())

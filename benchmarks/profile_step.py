@@ -32,7 +32,8 @@ def main() -> None:
     model, proc = fam.load(ModelConfig(family=args.family, path=str(path), attn_implementation="sdpa"), dtype=torch.bfloat16)
     model.cuda().train()
     data = load_dataset(DataConfig(synthetic=SyntheticConfig(n=16, n_eval=0, image_size=448)), "train", work_dir=work / "d", family=fam)
-    b = fam.make_inputs(proc, None, image_roots=data.image_roots)(data.samples[:8])
+    from vlm_train.models.base import InputsConfig
+    b = fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots)))(data.samples[:8])
     b = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in b.items()}
     b["pixel_values"] = b["pixel_values"].to(torch.bfloat16)
     for _ in range(3):

@@ -21,9 +21,6 @@ from vlm_train.config_base import ConfigError, apply_override, from_dict, load_y
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
 
-FAMILIES = ("internvl", "ovis2_5")
-
-
 @dataclass
 class FreezeConfig:
     vision: bool = False
@@ -65,7 +62,8 @@ class TinyConfig:
 
 @dataclass
 class ModelConfig:
-    family: Literal["internvl", "ovis2_5"] = "internvl"
+    family: str = "internvl"
+    """A family registered in vlm_train/models/__init__.py (FAMILIES)."""
     path: str = "tiny"
     """Checkpoint directory, or ``tiny`` to build a random tiny model of the family offline."""
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
@@ -83,6 +81,10 @@ class ModelConfig:
     tiny: TinyConfig = field(default_factory=TinyConfig)
 
     def validate(self, prefix: str) -> None:
+        from vlm_train.models import FAMILIES
+
+        if self.family not in FAMILIES:
+            raise ConfigError(f"{prefix}.family", f"unknown model family {self.family!r} (known: {', '.join(FAMILIES)})")
         if self.path != "tiny" and not Path(self.path).is_dir():
             raise ConfigError(f"{prefix}.path", f"checkpoint directory not found: {self.path}")
         if self.freeze.vision and self.freeze.projector and self.freeze.llm and not self.lora.enabled:

@@ -13,6 +13,7 @@ from vlm_train.data.check import TokenCounter, render_for_count
 from vlm_train.data.cli import main
 from vlm_train.data.formats import write
 from vlm_train.data.synthetic import generate
+from vlm_train.models import get_family
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_token_count_equals_hf_processor(tiny_proc_dir, tmp_path):
     from transformers import AutoProcessor
 
     proc = AutoProcessor.from_pretrained(tiny_proc_dir, local_files_only=True)
-    counter = TokenCounter(proc.tokenizer, proc.image_seq_length + 2, 8, "")
+    counter = TokenCounter(proc.tokenizer, proc.image_seq_length + 2, 8, "", get_family("internvl").chat)
     for s in generate(tmp_path, 5, seed=9):
         msgs = [
             {

@@ -13,6 +13,7 @@ from vlm_train.data.errors import DataIssue
 from vlm_train.data.formats import ReadOptions, detect_format
 from vlm_train.data.sample import Box, Sample
 from vlm_train.data.synthetic import generate
+from vlm_train.models import get_family
 
 A3 = (
     "<think>\nI need to look at the person on the far left.\n{Crop person [0.00, 141.43, 79.23, 480.00]}\n"
@@ -182,7 +183,11 @@ def test_refcoco_round_trip_uses_family_text(tmp_path):
     assert not issues
     s = samples[0]
     assert s.targets[0].phrase == "the red car on the left" and s.image_sizes == [(640, 480)]
-    assert s.messages[1].content[0].text == "<ref>the red car on the left</ref><box>[[16, 42, 172, 459]]</box>"
+    # Without a family the answer is the neutral pixel JSON; with one, the family's text.
+    assert s.messages[1].content[0].text == '<ref>the red car on the left</ref>{"bbox_2d": [10, 20, 110, 220]}'
+    fam = get_family("internvl")
+    internvl = _read(src, box_text=fam.box_to_text, prompt=fam.grounding_prompt)[0][0]
+    assert internvl.messages[1].content[0].text == "<ref>the red car on the left</ref><box>[[16, 42, 172, 459]]</box>"
     out = tmp_path / "out.jsonl"
     formats.write(samples, out, "refcoco")
     assert _lines(out) == recs

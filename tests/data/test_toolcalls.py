@@ -75,3 +75,25 @@ def test_no_call_and_bad_calls():
     # another tool's JSON call is text, not a crop
     other = '{"name": "identify", "arguments": {}}'
     assert len(split_tool_calls(other, "i")) == 1
+
+
+@pytest.mark.parametrize("text", ["<tool_call>" + " " * 20_000, "{Crop" + " " * 20_000, "{ Crop x" + " " * 20_000 + "[1, 2"])
+def test_scanning_is_linear_on_long_blank_runs(text):
+    # The shared lexer once backtracked quadratically here (11 s at 2,000 blanks); the bound is
+    # generous so that a loaded CI machine passes while a quadratic scan cannot.
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(SampleProblem, match="malformed tool call"):
+        split_tool_calls(text, "img.jpg", (640, 480))
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_rewards_and_data_share_one_lexer():
+    from vlm_train.rewards import parse
+
+    text = "<tool_call>Crop cat [1, 2, 3, 4]</tool_call> then {Crop dog [5, 6, 7, 8]}"
+    data_calls = find_tool_calls(text)
+    reward_calls = parse.parse_completion(text, (640, 480)).tool_calls
+    assert [c.values for c in data_calls] == [list(c.box.raw) for c in reward_calls]
+    assert [c.label for c in data_calls] == [c.box.label for c in reward_calls] == ["cat", "dog"]

@@ -1,4 +1,4 @@
-"""Thinking budget (A7): the stop text appended verbatim, phase-2 allowance, no insertion when
+"""Thinking budget (docs/models.md): the stop text appended verbatim, phase-2 allowance, no insertion when
 </think> comes in time. A logits processor scripts the tiny model's choices, so the tests are
 deterministic."""
 
@@ -9,9 +9,9 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from vlm_train.data.sample import Message, Sample, image, text
-from vlm_train.infer.thinking import generate_with_budget
+from vlm_train.infer.thinking import generate, generate_with_budget
+from vlm_train.models.base import InputsConfig
 from vlm_train.models.ovis2_5 import FAMILY
-from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
 
 
 class Script(LogitsProcessor):
@@ -53,7 +53,7 @@ def _batch(processor, n):
 
     samples = [Sample(str(i), [Message("user", [image("a"), text("Think " * (i + 1))])]) for i in range(n)]
     imgs = [[Image.new("RGB", (64, 64), (i * 40, 0, 0))] for i in range(n)]
-    return FAMILY.make_inputs(processor, enable_thinking=True)(samples, images=imgs, for_generation=True)
+    return FAMILY.make_inputs(processor, InputsConfig(enable_thinking=True))(samples, images=imgs, for_generation=True)
 
 
 def _ids(tok, s):
@@ -67,7 +67,7 @@ def test_budget_exceeded_appends_stop_text_and_limits_phase_two(tiny):
     end = tok.convert_tokens_to_ids("<|im_end|>")
     # Phase 1: think forever ("a"); phase 2: answer "b" forever (never ends by itself).
     proc = Script(lambda call, row, step: a if call == 0 else b)
-    stop = _ids(tok, BUDGET_STOP_TEXT)
+    stop = _ids(tok, FAMILY.chat.budget_stop_text)
     budget = 6
     total = budget + len(stop) + 7
     out = generate_with_budget(
@@ -79,7 +79,7 @@ def test_budget_exceeded_appends_stop_text_and_limits_phase_two(tiny):
         seq = out.sequences[row, : out.lengths[row]].tolist()
         assert seq[:budget] == [a] * budget
         assert seq[budget : budget + len(stop)] == stop
-        assert tok.decode(seq[budget : budget + len(stop)]) == BUDGET_STOP_TEXT
+        assert tok.decode(seq[budget : budget + len(stop)]) == FAMILY.chat.budget_stop_text
         # Phase 2 used exactly the remaining allowance.
         assert seq[budget + len(stop) :] == [b] * (total - budget - len(stop))
         assert out.lengths[row] == total
@@ -121,13 +121,13 @@ def test_mixed_batch_only_unfinished_rows_continue(tiny):
 
     budget = 5
     proc = Script(script)
-    # Through the family hook, which lets phase 2 run on the unfinished rows only.
-    out = FAMILY.hooks["generate"](
-        model, _batch(processor, 3), tok, budget=budget, max_new_tokens=200,
+    # Through the family's contract, whose select_rows lets phase 2 run on the unfinished rows only.
+    out = generate(
+        FAMILY, model, _batch(processor, 3), tok, budget=budget, max_new_tokens=200,
         logits_processor=LogitsProcessorList([proc]), do_sample=False,
     )
     assert proc.batch_sizes == [3, 2]
-    stop = _ids(tok, BUDGET_STOP_TEXT)
+    stop = _ids(tok, FAMILY.chat.budget_stop_text)
     seqs = [out.sequences[r, : out.lengths[r]].tolist() for r in range(3)]
     assert seqs[0] == [a, think_end, b, end]
     assert seqs[1] == [a, think_end, b, b, b, end]  # continued without insertion

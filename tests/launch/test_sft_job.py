@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlm_train.models.base import InputsConfig
 from vlm_train.testing.checks import mean_loss, safetensors_state, tb_scalars
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def fixed_set_loss(model_dir: Path, run_dir: Path, n: int = 16) -> float:
     model, proc = fam.load(ModelConfig(path=str(model_dir)), dtype=torch.float32)
     prepared = json.loads((run_dir / "data" / "prepared.json").read_text())
     samples = [Sample.from_json(x) for x in Path(prepared["train"]).read_text().splitlines()[:n]]
-    build = fam.make_inputs(proc, image_roots=prepared["image_roots"])
+    build = fam.make_inputs(proc, InputsConfig(image_roots=tuple(prepared["image_roots"])))
     return mean_loss(model, [build(samples[i : i + 4]) for i in range(0, n, 4)])
 
 
@@ -86,7 +87,7 @@ def test_zero3_lora_merge_matches_adapter(repo, ray_cluster, tmp_path, monkeypat
     merged, _ = fam.load(ModelConfig(path=str(run / "models" / "sft" / "merged")), dtype=torch.float32)
     prepared = json.loads((run / "data" / "prepared.json").read_text())
     samples = [Sample.from_json(x) for x in Path(prepared["train"]).read_text().splitlines()[:4]]
-    batch = fam.make_inputs(proc, image_roots=prepared["image_roots"])(samples)
+    batch = fam.make_inputs(proc, InputsConfig(image_roots=tuple(prepared["image_roots"])))(samples)
     with torch.no_grad():
         a, b = wrapped(**batch).logits, merged.eval()(**batch).logits
     # The adapter changed the model (else the comparison below is vacuous) ...

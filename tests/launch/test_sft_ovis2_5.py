@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlm_train.models.base import InputsConfig
 from vlm_train.testing.checks import safetensors_state
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_zero3_lora_two_workers(repo, ray_cluster, tmp_path, monkeypatch):
     merged, _ = fam.load(ModelConfig(family="ovis2_5", path=str(run / "models" / "sft" / "merged")), dtype=torch.float32)
     prepared = json.loads((run / "data" / "prepared.json").read_text())
     samples = [Sample.from_json(x) for x in Path(prepared["train"]).read_text().splitlines()[:4]]
-    batch = fam.make_inputs(proc, image_roots=prepared["image_roots"])(samples)
+    batch = fam.make_inputs(proc, InputsConfig(image_roots=tuple(prepared["image_roots"])))(samples)
     with torch.no_grad():
         a, b = wrapped(**batch).logits, merged.eval()(**batch).logits
         with wrapped.disable_adapter():

@@ -35,7 +35,7 @@ CTX = {
     "target_box": [100, 100, 300, 200],
     "regions": [{"label": "cat", "box": [100, 100, 300, 200]}, {"label": "dog", "box": [600, 300, 800, 400]}],
     "answer": "cat",
-    "coords": "internvl",
+    "coords": "1000",
 }
 GOOD = "<box>[[100,200,300,400]]</box>"
 THIRD = 1 / 3
@@ -50,14 +50,14 @@ TABLE = [
     ("internvl_no_think", f"<ref>cat</ref>{GOOD}", {}, [1, 1, 0, 0, 0, 1]),
     # The <box>(..),(..)</box> syntax is Ovis2.5's [0,1) whatever the coords column says.
     ("ovis_box", "<think>x</think><ref>cat</ref><box>(0.1,0.2),(0.3,0.4)</box>", {}, [1, 1, 0, 0, 1, 1]),
-    ("ovis_box_third", "<think>x</think><box>(0.2,0.2),(0.4,0.4)</box>", {"coords": "ovis2_5"}, [THIRD, 0, 0, 0, 1, 1]),
+    ("ovis_box_third", "<think>x</think><box>(0.2,0.2),(0.4,0.4)</box>", {"coords": "unit"}, [THIRD, 0, 0, 0, 1, 1]),
     # A point is not a box: nothing to score, nothing to validate.
     ("ovis_point_only", "<think>x</think><point>(0.2,0.3)</point>", {}, [0, 0, 0, 0, 1, 0]),
     ("json_internvl", '<think>x</think>{"bbox_2d": [100, 200, 300, 400], "label": "cat"}', {}, [1, 1, 0, 0, 1, 1]),
     (
         "json_ovis",
         '<think>x</think>{"bbox_2d": [0.1, 0.2, 0.3, 0.4]}',
-        {"coords": "ovis2_5"},
+        {"coords": "unit"},
         [1, 1, 0, 0, 1, 1],
     ),
     ("json_pixels_no_think", '{"bbox_2d": [100, 100, 300, 200]}', {"coords": "pixels"}, [1, 1, 0, 0, 0, 1]),
@@ -294,7 +294,7 @@ def test_unknown_coords_read_as_pixels():
     comp = '{"bbox_2d": [100, 100, 300, 200]}'
     assert REWARDS["iou"]([comp], **_kwargs({"coords": "qwen"})) == [1.0]
     # Read as InternVL the same numbers are (100,50,300,100): no overlap with T.
-    assert REWARDS["iou"]([comp], **_kwargs({"coords": "internvl"})) == [0.0]
+    assert REWARDS["iou"]([comp], **_kwargs({"coords": "1000"})) == [0.0]
 
 
 def test_normalize_answer_and_choice_letter():
@@ -333,7 +333,7 @@ sizes = st.one_of(st.none(), st.tuples(st.integers(-5, 4000), st.integers(-5, 40
 @given(
     comps=st.lists(st.one_of(texts, messages), min_size=1, max_size=4),
     size=sizes,
-    coords=st.sampled_from(["internvl", "ovis2_5", "pixels", "other"]),
+    coords=st.sampled_from(["1000", "unit", "pixels", "other"]),
     answer=st.one_of(st.none(), texts),
     target=st.one_of(st.none(), st.lists(_num, min_size=4, max_size=4)),
 )

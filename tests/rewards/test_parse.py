@@ -30,13 +30,13 @@ def test_internvl_several_boxes_with_label_and_conversion():
     # x * 1000 / 1000, y * 500 / 1000
     assert boxes(p) == [[0, 0, 500, 500], [100.5, 100, 300, 200]]
     assert [b.label for b in p.answer_boxes] == ["two cats", "two cats"]
-    assert {b.form for b in p.answer_boxes} == {"internvl_box"} and p.tool_calls == []
+    assert {b.form for b in p.answer_boxes} == {"quad_box"} and p.tool_calls == []
 
 
 def test_ovis_box_and_point():
     p = parse_completion("<ref>dog</ref><box>(0.25,0.5),(0.75,0.999)</box> and <point>(0.5, 0.2)</point>", SIZE)
     assert boxes(p) == [pytest.approx([250, 250, 750, 499.5])]
-    assert p.answer_boxes[0].label == "dog" and p.answer_boxes[0].form == "ovis_box"
+    assert p.answer_boxes[0].label == "dog" and p.answer_boxes[0].form == "pair_box"
     (pt,) = p.answer_points
     assert pt.is_point and pt.box.as_list() == [500, 100, 500, 100] and not pt.valid
     # Several results, as the model card writes them.
@@ -47,8 +47,8 @@ def test_ovis_box_and_point():
 @pytest.mark.parametrize(
     ("coords", "raw", "expected"),
     [
-        ("internvl", "[100, 200, 300, 400]", [100, 100, 300, 200]),
-        ("ovis2_5", "[0.1, 0.2, 0.3, 0.4]", [100, 100, 300, 200]),
+        ("1000", "[100, 200, 300, 400]", [100, 100, 300, 200]),
+        ("unit", "[0.1, 0.2, 0.3, 0.4]", [100, 100, 300, 200]),
         ("pixels", "[100, 200, 300, 400]", [100, 200, 300, 400]),
     ],
 )
@@ -81,7 +81,7 @@ def test_tool_call_forms_and_conventions():
         '<tool_call>{"name": "crop", "arguments": "{\\"bbox_2d\\": [0, 0, 10, 10]}"}</tool_call>'
         "</think>done"
     )
-    p = parse_completion(text, SIZE, "internvl")
+    p = parse_completion(text, SIZE, "1000")
     assert [c.form for c in p.tool_calls] == [
         "tool_json",
         "tool_list",
@@ -126,7 +126,7 @@ def test_tool_call_forms_and_conventions():
     ],
 )
 def test_malformed_tool_calls_say_why(inner, error):
-    (call,) = parse_completion(f"<tool_call>{inner}</tool_call>", SIZE, "internvl").tool_calls
+    (call,) = parse_completion(f"<tool_call>{inner}</tool_call>", SIZE, "1000").tool_calls
     assert not call.well_formed and call.box is None
     assert call.error == error
 
@@ -155,10 +155,10 @@ def test_well_formed_call_without_image_size_has_no_box():
 
 def test_structured_message_calls():
     good = {"type": "function", "function": {"name": "crop", "arguments": {"bbox_2d": [0.1, 0.2, 0.3, 0.4]}}}
-    c = parse_message_tool_call(good, "ovis2_5", SIZE)
+    c = parse_message_tool_call(good, "unit", SIZE)
     assert c.well_formed and c.form == "message" and c.box.box.as_list() == pytest.approx([100, 100, 300, 200])
-    assert parse_message_tool_call("crop", "ovis2_5", SIZE).error == "tool call is not an object"
-    assert not parse_message_tool_call({"function": {"name": "crop"}}, "ovis2_5", SIZE).well_formed
+    assert parse_message_tool_call("crop", "unit", SIZE).error == "tool call is not an object"
+    assert not parse_message_tool_call({"function": {"name": "crop"}}, "unit", SIZE).well_formed
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_rollout_answer_from_last_turn_calls_from_all():
         "hmm <box>[[0,0,10,10]]</box></think>",
         "<box>[[0,0,1000,1000]]</box>",
     ]
-    p = parse_rollout(texts, SIZE, "internvl")
+    p = parse_rollout(texts, SIZE, "1000")
     assert [b.box.as_list() for b in p.tool_boxes] == [[1, 2, 3, 4]]
     assert boxes(p) == [[0, 0, 1000, 500]]
     # A tag never pairs across turns: the first turn's opener is unclosed there.
@@ -191,7 +191,7 @@ def test_rollout_answer_from_last_turn_calls_from_all():
     assert [c.error for c in q.tool_calls] == ["unclosed <tool_call>"]
 
 
-# ---- the RefCOCO protocol (specs/models.md B8) -------------------------------------------------
+# ---- the RefCOCO protocol (docs/models.md) -------------------------------------------------
 
 B8_REGEX = re.compile(r"\[*\[(.*?),(.*?),(.*?),(.*?)\]\]*")
 
@@ -253,7 +253,7 @@ _FRAGMENTS = st.sampled_from(
 @given(
     text=st.lists(st.one_of(_FRAGMENTS, st.text(max_size=6)), max_size=50).map("".join),
     size=st.one_of(st.none(), st.tuples(st.floats(1, 5000), st.floats(1, 5000))),
-    coords=st.sampled_from(["internvl", "ovis2_5", "pixels"]),
+    coords=st.sampled_from(["1000", "unit", "pixels"]),
 )
 def test_parser_is_total_and_boxes_are_canonical(text, size, coords):
     p = parse_completion(text, size, coords)

@@ -16,6 +16,7 @@ import torch
 from vlm_train.config import ModelConfig, ToolsConfig
 from vlm_train.data.load import load_dataset
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 
 
 @pytest.mark.parametrize("family_name", ["internvl", "ovis2_5"])
@@ -41,8 +42,8 @@ def test_grpo_update_raises_advantage_weighted_logprob(family_name, tmp_path, mo
     model, proc = fam.load(ModelConfig(family=family_name, path=str(path)), dtype=torch.float32)
     data = load_dataset(DataConfig(synthetic=SyntheticConfig(n=1, n_eval=0, max_shapes=1)), "train",
                         work_dir=tmp_path / "data", family=fam)
-    builder = fam.make_inputs(proc, None, image_roots=data.image_roots)
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), data.image_roots, coords=fam.name)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots)))
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), data.image_roots)
     # An untrained model never writes a box, so the grounding rewards are all 0 for it; a reward
     # its random samples do differ in (share of digit characters) exercises the same machinery.
     def digits(completions, **kw):
@@ -52,7 +53,7 @@ def test_grpo_update_raises_advantage_weighted_logprob(family_name, tmp_path, mo
     args.reward_weights = [1.0]
     trainer = VLMGRPOTrainer(
         model=model, reward_funcs=[wrap_reward(digits)], args=args,
-        train_dataset=Dataset.from_list(grpo_rows(data.samples, fam.name)), processing_class=proc, rollout=rollout,
+        train_dataset=Dataset.from_list(grpo_rows(data.samples, fam.coords)), processing_class=proc, rollout=rollout,
     )
     captured = {}
     original = trainer._generate_and_score_completions

@@ -3,8 +3,6 @@ at the called box, and the tool-turn tokens are masked out of the policy loss.""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from PIL import Image
@@ -12,6 +10,7 @@ from PIL import Image
 from vlm_train.config import ModelConfig, ToolsConfig
 from vlm_train.data.sample import Box, GroundingTarget, Message, Sample, image, text
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.tools.crop import crop
 from vlm_train.train.rollout import CropToolRollout, merge_mm
 
@@ -53,15 +52,14 @@ def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tm
     fam = get_family(family_name)
     path = fam.tiny(tmp_path / "tiny")
     model, proc = fam.load(ModelConfig(family=family_name, path=str(path)), dtype=torch.float32)
-    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=2), [str(setup)], coords=fam.name)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=2), [str(setup)])
     tok = proc.tokenizer
-    box = Box(40, 0, 80, 24)  # pixels; written in the family's convention below
-    from vlm_train.data.coords import to_1000
-
-    coords = to_1000(box, 80, 48) if family_name == "internvl" else [0.5, 0.0, 1.0, 0.5]  # Ovis2.5: [0,1)
-    call = "<tool_call>" + json.dumps({"name": "crop", "arguments": {"bbox_2d": coords}}) + "</tool_call>"
-    answer = "<ref>the red stripes</ref>" + fam.box_to_text(box, 80, 48) + "<|im_end|>"
+    # Pixels, exact in every convention (so the crop the model sees is the box's); written in
+    # the family's own convention and chat format below.
+    box = Box(40, 0, 76, 24)
+    call = fam.chat.tool_call("crop", {"bbox_2d": fam.coords.to_values(box, 80, 48)})
+    answer = "<ref>the red stripes</ref>" + fam.box_to_text(box, 80, 48) + fam.chat.turn_end
     script = [tok(call, add_special_tokens=False).input_ids, tok(answer, add_special_tokens=False).input_ids]
     scripted = Scripted(model, script)
     sample = Sample("s", [Message("user", [image("scene.png"), text("Where are the red stripes?")]),
@@ -99,8 +97,8 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
     fam = get_family("internvl")
     path = fam.tiny(tmp_path / "tiny")
     model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
-    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)], coords="internvl")
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)])
     call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 0, 500, 500]}}</tool_call>'
     ids = proc.tokenizer(call, add_special_tokens=False).input_ids
     scripted = Scripted(model, [ids, ids, ids])
@@ -113,14 +111,13 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
 def test_thinking_budget_in_rollouts(setup, tmp_path):
     """Past the budget without </think>, the official text is appended (masked) and generation
     continues; a rollout that closes </think> in time gets no insertion."""
-    from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
 
     fam = get_family("internvl")
     path = fam.tiny(tmp_path / "tiny")
     model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
-    builder = fam.make_inputs(proc, None, image_roots=[str(setup)])
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
     tok = proc.tokenizer
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1, thinking_budget=6), [str(setup)], coords="internvl")
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1, thinking_budget=6), [str(setup)])
     long_think = tok("<think> a b c d e f g h i j k l", add_special_tokens=False).input_ids
     answer = tok("the answer<|im_end|>", add_special_tokens=False).input_ids
     assert len(long_think) > 6
@@ -128,10 +125,10 @@ def test_thinking_budget_in_rollouts(setup, tmp_path):
     sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
     row = rollout.start(sample)
     rollout.generate(scripted, [row], {}, max_completion=200)
-    forced = tok(BUDGET_STOP_TEXT, add_special_tokens=False).input_ids
+    forced = tok(fam.chat.budget_stop_text, add_special_tokens=False).input_ids
     assert row.completion_ids == long_think[:6] + forced + answer  # phase 1 stopped at the budget
     assert row.mask == [1] * 6 + [0] * len(forced) + [1] * len(answer)
-    assert BUDGET_STOP_TEXT in "".join(row.text)
+    assert fam.chat.budget_stop_text in "".join(row.text)
 
     closed = tok("<think> a </think> done<|im_end|>", add_special_tokens=False).input_ids
     assert len(closed) <= 6 + 3

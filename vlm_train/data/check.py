@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import shutil
 import sys
@@ -23,13 +22,16 @@ import numpy as np
 from vlm_train.data.errors import DataError, DataIssue
 from vlm_train.data.load import LoadResult, load_dataset
 from vlm_train.data.sample import Sample
+from vlm_train.models.chat import ChatFormat
 
 SHOW_PER_CLASS = 20
 
 
-def render_for_count(sample: Sample) -> str:
-    """Qwen-style chat text of a sample; a medium leaves only the newline the chat templates
-    put after it (its tokens are counted apart)."""
+def render_for_count(sample: Sample, chat: ChatFormat | None = None) -> str:
+    """The family's chat text of a sample; a medium leaves only the newline the chat templates
+    put after it (its tokens are counted apart). Tool-call boxes are written as whole numbers
+    (a length estimate: every convention's values are a few digits)."""
+    chat = chat or ChatFormat()
     out = []
     for m in sample.messages:
         role = "user" if m.role == "tool" else m.role
@@ -40,11 +42,10 @@ def render_for_count(sample: Sample) -> str:
             elif p.type in ("image", "video"):
                 body.append("\n")
             elif p.type == "tool_call" and p.box is not None:
-                call = {"name": p.tool or "crop", "arguments": {"bbox_2d": [round(v) for v in p.box.as_list()]}}
-                body.append(f"<tool_call>{json.dumps(call)}</tool_call>")
+                body.append(chat.tool_call(p.tool or "crop", {"bbox_2d": [round(v) for v in p.box.as_list()]}))
             elif p.type == "tool_response":
-                body.append(f"<tool_response>\n{p.text or ''}\n</tool_response>")
-        out.append(f"<|im_start|>{role}\n{''.join(body)}<|im_end|>\n")
+                body.append(f"{chat.tool_response_open}\n{p.text or ''}\n{chat.tool_response_close}")
+        out.append(chat.turn(role, "".join(body)))
     return "".join(out)
 
 
@@ -52,14 +53,15 @@ class TokenCounter:
     """Token length of samples for a family: text through its tokenizer, plus
     ``tokens_per_image`` for each image or crop and for each sampled video frame."""
 
-    def __init__(self, tokenizer: Any, tokens_per_image: int, num_frames: int, note: str):
+    def __init__(self, tokenizer: Any, tokens_per_image: int, num_frames: int, note: str, chat: ChatFormat | None = None):
         self.tokenizer = tokenizer
+        self.chat = chat
         self.tokens_per_image = tokens_per_image
         self.num_frames = num_frames
         self.note = note
 
     def __call__(self, sample: Sample) -> int:
-        text = len(self.tokenizer(render_for_count(sample), add_special_tokens=False)["input_ids"])
+        text = len(self.tokenizer(render_for_count(sample, self.chat), add_special_tokens=False)["input_ids"])
         images = sum(
             1
             for m in sample.messages
@@ -77,24 +79,24 @@ def token_counter(model_cfg: Any, num_frames: int) -> tuple[TokenCounter, str | 
     """
     from transformers import AutoProcessor, AutoTokenizer
 
+    from vlm_train.models import get_family
+
+    family = get_family(model_cfg.family)
     tmp = None
     path = model_cfg.path
     if path == "tiny":
-        from vlm_train.models import get_family
-
-        family = get_family(model_cfg.family)
         tmp = tempfile.mkdtemp(prefix="vlm_train_check_")
         path = str(family.tiny(tmp, **dataclasses.asdict(model_cfg.tiny)))
     try:
         proc = AutoProcessor.from_pretrained(path, local_files_only=True)
         tok = getattr(proc, "tokenizer", proc)
         seq = int(getattr(proc, "image_seq_length", 0) or 0)
-        # Each image span also has a start and an end token (<img> </img>; Ovis: -301 -302).
+        # Each image span also has a start and an end token (e.g. <img> </img>).
         per_image = seq + 2 if seq else 0
     except (OSError, ValueError, KeyError):
         tok, per_image = AutoTokenizer.from_pretrained(path, local_files_only=True), 0
     note = f"text tokens + {per_image} per image/crop/frame (one tile each: a lower bound when images tile)"
-    return TokenCounter(tok, per_image, num_frames, note), tmp
+    return TokenCounter(tok, per_image, num_frames, note, family.chat), tmp
 
 
 def _percentiles(values: list[int]) -> str:

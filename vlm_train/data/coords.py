@@ -1,21 +1,121 @@
 """Coordinate conventions, in one place.
 
-Canonical boxes are original-image pixels (x1, y1, x2, y2). Families speak other
-conventions in text: InternVL integers 0-1000 of the image size, Ovis2.5 floats in [0, 1)
-with 3 decimals. Every conversion goes through this module so that no two places round
-differently.
+Canonical boxes are original-image pixels (x1, y1, x2, y2, top-left origin). A family writes
+boxes in text in its own convention, described as data by a ``CoordConvention`` (the family's
+``coords`` field); every conversion pixels <-> convention is a method of that class, so no two
+places scale or round differently. The vocabulary has three names, the same everywhere (the
+``coords`` column of GRPO rows, ``json_coords`` of data readers, the rewards):
+
+- ``pixels``: absolute pixels of the original image (seed data's crop calls);
+- ``1000``: integers 0-1000 relative to the original image size (e.g. InternVL3.5);
+- ``unit``: floats in [0, 1) with 3 decimals relative to the original image (e.g. Ovis2.5).
+
+docs/models.md gives the public sources of each family's convention.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from vlm_train.data.sample import Box
 
-# Largest value the [0,1) convention may take at 3 decimals.
-_UNIT_MAX = 0.999
+
+@dataclass(frozen=True)
+class CoordConvention:
+    """How a family writes a coordinate in text.
+
+    Attributes:
+        name: the convention's name in the shared vocabulary (pixels, 1000, unit).
+        scale: the value written for the image's full width/height; None: absolute pixels.
+        integer: values are written as integers (rounded).
+        decimals: decimals written for float values (None: as is).
+        write_max: the largest value written (e.g. 0.999 for [0, 1) at 3 decimals); None: scale.
+        read_max: the largest value read as still inside the image (a model rounding 0.9995
+            writes 1.0, the edge); None: scale.
+        reference: which image size the values are relative to; always the original image
+            (not the resized or tiled one the vision encoder sees).
+    """
+
+    name: str
+    scale: float | None
+    integer: bool = False
+    decimals: int | None = None
+    write_max: float | None = None
+    read_max: float | None = None
+    reference: str = "original"
+
+    def to_values(self, box: Box, width: float, height: float) -> list[float]:
+        """Pixels -> the four values this convention writes (clamped to the image, rounded)."""
+        _check_size(width, height)
+        raw = [box.x1, box.y1, box.x2, box.y2]
+        if self.scale is None:
+            return raw
+        hi = self.scale if self.write_max is None else self.write_max
+        out: list[float] = []
+        for i, v in enumerate(raw):
+            rel = v / (width if i % 2 == 0 else height) * self.scale
+            if self.integer:
+                out.append(int(min(hi, max(0, round(rel)))))
+            else:
+                r = min(hi, max(0.0, rel))
+                out.append(round(r, self.decimals) if self.decimals is not None else r)
+        return out
+
+    def to_text_values(self, box: Box, width: float, height: float) -> list[str]:
+        """``to_values`` as the strings a family writes (e.g. "0.125", "125")."""
+        return [self.format_value(v) for v in self.to_values(box, width, height)]
+
+    def format_value(self, v: float) -> str:
+        """One value as text (integers plain, floats with the convention's decimals)."""
+        if self.integer:
+            return str(int(v))
+        return f"{v:.{self.decimals}f}" if self.decimals is not None else repr(float(v))
+
+    def to_pixels(self, values: Sequence[float], width: float, height: float) -> list[float]:
+        """Raw (x, y, x, y, ...) values in this convention -> pixels (not clipped)."""
+        if self.scale is None:
+            return [float(v) for v in values]
+        return [float(v) * (width if i % 2 == 0 else height) / self.scale for i, v in enumerate(values)]
+
+    def to_box(self, values: Sequence[float], width: float, height: float) -> Box:
+        """Four raw values -> a pixel ``Box``."""
+        _check_size(width, height)
+        x1, y1, x2, y2 = self.to_pixels(list(values), width, height)
+        return Box(x1, y1, x2, y2)
+
+    def in_range(self, values: Sequence[float], width: float, height: float) -> bool:
+        """True when every raw value lies inside the image in this convention."""
+        if self.scale is None:
+            hi_x, hi_y = float(width), float(height)
+        else:
+            hi_x = hi_y = self.scale if self.read_max is None else self.read_max
+        return all(0.0 <= v <= (hi_x if i % 2 == 0 else hi_y) for i, v in enumerate(values))
+
+
+# A number as a model writes one in text: ASCII digits only (Python's \d also takes e.g.
+# fullwidth digits, which no family writes), optional sign, decimals and exponent.
+NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+# ``[x1, y1, x2, y2]`` with the four numbers as groups (no adjacent unbounded quantifiers).
+FOUR_LIST = rf"\[\s*({NUMBER})\s*,\s*({NUMBER})\s*,\s*({NUMBER})\s*,\s*({NUMBER})\s*\]"
+
+PIXELS = CoordConvention("pixels", scale=None)
+THOUSANDTHS = CoordConvention("1000", scale=1000.0, integer=True)
+# [0, 1): 0.999 is the largest value at 3 decimals; 1.0 is read as the edge (rounded 0.9995).
+UNIT = CoordConvention("unit", scale=1.0, decimals=3, write_max=0.999, read_max=1.0)
+
+CONVENTIONS: dict[str, CoordConvention] = {c.name: c for c in (PIXELS, THOUSANDTHS, UNIT)}
+
+
+def convention(name: str | CoordConvention) -> CoordConvention:
+    """The convention of a name (or the convention itself); ValueError naming the choices."""
+    if isinstance(name, CoordConvention):
+        return name
+    try:
+        return CONVENTIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown coordinate convention {name!r} (known: {', '.join(CONVENTIONS)})") from None
 
 
 def _check_size(width: float, height: float) -> None:
@@ -23,33 +123,17 @@ def _check_size(width: float, height: float) -> None:
         raise ValueError(f"image size must be positive, got {width}x{height}")
 
 
-def to_1000(box: Box, width: float, height: float) -> list[int]:
-    """Pixels -> InternVL integers 0-1000 (rounded, clamped)."""
-    _check_size(width, height)
-    sx, sy = 1000.0 / width, 1000.0 / height
-    vals = [box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy]
-    return [int(min(1000, max(0, round(v)))) for v in vals]
-
-
-def from_1000(values: Sequence[float], width: float, height: float) -> Box:
-    """InternVL 0-1000 -> pixels."""
-    _check_size(width, height)
-    x1, y1, x2, y2 = (float(v) for v in values)
-    return Box(x1 * width / 1000.0, y1 * height / 1000.0, x2 * width / 1000.0, y2 * height / 1000.0)
-
-
-def to_unit(box: Box, width: float, height: float, decimals: int = 3) -> list[float]:
-    """Pixels -> Ovis2.5 floats in [0, 1) with ``decimals`` decimals (clamped below 1)."""
-    _check_size(width, height)
-    vals = [box.x1 / width, box.y1 / height, box.x2 / width, box.y2 / height]
-    return [round(min(_UNIT_MAX, max(0.0, v)), decimals) for v in vals]
-
-
-def from_unit(values: Sequence[float], width: float, height: float) -> Box:
-    """Ovis2.5 [0, 1) -> pixels."""
-    _check_size(width, height)
-    x1, y1, x2, y2 = (float(v) for v in values)
-    return Box(x1 * width, y1 * height, x2 * width, y2 * height)
+def valid_size(size: object) -> tuple[float, float] | None:
+    """``(w, h)`` from an ``image_size`` cell ([w, h]) when both are finite and positive."""
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        return None
+    try:
+        w, h = float(size[0]), float(size[1])
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+        return None
+    return w, h
 
 
 def parse_numbers(values: Sequence[object]) -> list[float]:
@@ -84,38 +168,23 @@ def box_problem(box: Box, width: float | None = None, height: float | None = Non
     return None
 
 
-# ---- InternVL's grounding text (specs/models.md B8); defaults of the synthetic data --------
-
-INTERNVL_GROUNDING_PROMPT = (
-    "Please provide the bounding box coordinate of the region this sentence describes: <ref>{}</ref>"
-)
-
-
-def internvl_box_text(box: Box, width: float, height: float) -> str:
-    """``<box>[[x1, y1, x2, y2]]</box>`` with integers 0-1000."""
-    x1, y1, x2, y2 = to_1000(box, width, height)
-    return f"<box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
-
-
 def grounding_answer(phrase: str, box: Box, width: int, height: int, box_text: Callable[[Box, int, int], str]) -> str:
     """``<ref>phrase</ref>`` + the family's box text (unless that text already names the phrase)."""
     body = box_text(box, width, height)
     return body if "<ref>" in body else f"<ref>{phrase}</ref>{body}"
 
 
-def internvl_grounding_prompt(phrase: str) -> str:
-    return INTERNVL_GROUNDING_PROMPT.format(phrase)
+# ---- family-neutral defaults (data read or generated without a family) ----------------------
 
 
-_BOX_1000 = re.compile(r"\[*\[\s*([^,\]]+),([^,\]]+),([^,\]]+),([^,\]]+?)\s*\]\]*")
+def pixel_box_text(box: Box, width: float, height: float) -> str:
+    """``{"bbox_2d": [x1, y1, x2, y2]}`` in whole pixels: the neutral answer of data built
+    without a family (training always passes the family's own ``box_to_text``)."""
+    _check_size(width, height)
+    vals = ", ".join(str(int(round(v))) for v in box.as_list())
+    return f'{{"bbox_2d": [{vals}]}}'
 
 
-def internvl_text_to_boxes(text: str, width: float, height: float) -> list[Box]:
-    """Parse ``[[x1, y1, x2, y2]]`` boxes (0-1000) back to pixels; unparsable groups are skipped."""
-    out = []
-    for m in _BOX_1000.finditer(text):
-        try:
-            out.append(from_1000(parse_numbers(list(m.groups())), width, height))
-        except ValueError:
-            continue
-    return out
+def plain_grounding_prompt(phrase: str) -> str:
+    """The neutral grounding question (training uses the family's ``grounding_prompt``)."""
+    return f"Give the bounding box of: {phrase}"

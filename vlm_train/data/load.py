@@ -120,7 +120,7 @@ def load_dataset(
         work_dir: where synthetic data is written (``<work_dir>/synthetic/<split>``); needed
             only when the split is synthetic.
         family: a ``Family``; its ``box_to_text`` / ``grounding_prompt`` format synthetic and
-            RefCOCO answers. None: InternVL's format.
+            RefCOCO answers. None: the neutral pixel JSON of vlm_train/data/coords.py.
         validate: run the media/box checks (the CLI's ``check`` and training do).
         require_assistant: samples need an assistant turn (False for prompt-only sets).
         length_fn: token length of a sample (e.g. the family tokenizer's); with

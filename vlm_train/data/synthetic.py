@@ -5,7 +5,7 @@ samples of a larger set equal a set of k samples, and two seeds give two differe
 
 Each image holds 1..``max_shapes`` non-overlapping shapes. With several shapes the
 expression is built so that every attribute or relation word in it is needed (see the
-CPU-learning notes in DESIGN.md: a model that only learns "box a shape" must fail):
+CPU-learning notes in docs/models.md, "Tiny models on CPU": a model that only learns "box a shape" must fail):
 
 - ``colour``: another shape of the same kind in another colour (and, with 3+ shapes, a
   shape of the same colour and another kind): "the red circle";
@@ -234,8 +234,8 @@ def generate(
     image_size: int = 64,
     max_shapes: int = 3,
     kind: Kind = "grounding",
-    box_text: BoxText = coords.internvl_box_text,
-    prompt: Prompt = coords.internvl_grounding_prompt,
+    box_text: BoxText = coords.pixel_box_text,
+    prompt: Prompt = coords.plain_grounding_prompt,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
 
@@ -248,8 +248,8 @@ def generate(
         max_shapes: shapes per image are drawn uniformly from 1..max_shapes.
         kind: "grounding" (prompt -> box text), "toolqa" (question -> reasoning that crops
             the target, then the answer) or "mixed" (each sample either, by the seed).
-        box_text: the family's box text for (box, width, height); default InternVL 0-1000.
-        prompt: the family's grounding prompt for a phrase; default InternVL's RefCOCO prompt.
+        box_text: the family's box text for (box, width, height); default the neutral pixel JSON.
+        prompt: the family's grounding prompt for a phrase; default a neutral question.
 
     Returns:
         Samples with ``targets`` (the phrase and its pixel box), ``regions`` (every shape),

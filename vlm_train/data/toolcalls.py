@@ -1,6 +1,12 @@
 """Tool calls written inside assistant text, turned into real calls of the crop tool.
 
-SFT data writes a crop call in one of three syntaxes (specs/seed_formats.md section 3):
+This is the one tool-call lexer of the project: data readers (``split_tool_calls``) and the
+reward parser (vlm_train/rewards/parse.py) both find calls with ``tag_spans``,
+``CROP_BRACE`` and ``plain_call``. Every scan is linear in the text length (``str.find`` for
+tags, regexes without adjacent unbounded quantifiers, a bounded label), so a long run of
+blanks after an opener costs microseconds, not seconds.
+
+SFT data writes a crop call in one of three syntaxes (docs/models.md, "Seed data formats"):
 
 - ``{Crop label [x1, y1, x2, y2]}`` (the seed's reasoning traces, absolute pixels);
 - ``<tool_call>[x1, y1, x2, y2]</tool_call>`` or ``<tool_call>Crop label [..]</tool_call>``
@@ -29,13 +35,56 @@ from vlm_train.data.sample import Box, Message, Part
 
 CoordSystem = Literal["pixels", "1000", "unit"]
 
-_NUMS = r"\[(?P<nums>[^\[\]]*)\]"
-_CROP_BRACE = re.compile(r"\{\s*Crop\b\s*(?P<label>[^\[\]{}]*?)\s*" + _NUMS + r"\s*\}")
-_TOOL_CALL = re.compile(r"<tool_call>\s*(?P<body>.*?)\s*</tool_call>", re.S)
-_BODY_PLAIN = re.compile(r"^\{?\s*(?:Crop\b\s*(?P<label>[^\[\]{}]*?)\s*)?" + _NUMS + r"\s*\}?$", re.S)
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+# ``{Crop label [..]}``. The label is bounded (200 characters) and not followed by ``\s*``, so a
+# failed match costs at most ~200 steps per ``{``; the label is stripped afterwards.
+CROP_BRACE = re.compile(r"\{\s*Crop\b(?P<label>[^\[\]{}]{0,200})\[(?P<nums>[^\[\]]*)\]\s*\}")
 _OPENER = re.compile(r"\{\s*Crop\b|<tool_call>")
 # A bare JSON call outside <tool_call>: an object naming the crop tool.
 _JSON_START = re.compile(r'\{\s*"name"\s*:\s*"crop"', re.I)
+
+
+def tag_spans(text: str, open_tag: str, close_tag: str) -> list[tuple[int, int, int, int]]:
+    """(start, inner_start, inner_end, end) of each closed ``open…close`` pair, left to right.
+
+    An unclosed opener ends the scan: no later pair can close either, and scanning on would
+    make the cost quadratic in the number of openers.
+    """
+    out = []
+    pos = 0
+    while True:
+        s = text.find(open_tag, pos)
+        if s < 0:
+            return out
+        e = text.find(close_tag, s + len(open_tag))
+        if e < 0:
+            return out
+        out.append((s, s + len(open_tag), e, e + len(close_tag)))
+        pos = e + len(close_tag)
+
+
+def plain_call(body: str) -> tuple[bool, str, str] | None:
+    """A non-JSON call body: ``[..]``, ``Crop label [..]`` or ``{Crop label [..]}``.
+
+    Returns (names_crop, label, numbers text inside the brackets), or None for another body.
+    Parsed by hand: a regex with a free-text label before ``\s*\[`` backtracks quadratically
+    on long blank runs.
+    """
+    b = body.strip()
+    braced = b.startswith("{") and b.endswith("}")
+    if braced:
+        b = b[1:-1].strip()
+    names_crop = b.startswith("Crop") and (len(b) == 4 or not (b[4].isalnum() or b[4] == "_"))
+    if braced and not names_crop:
+        return None
+    lb, rb = b.find("["), len(b) - 1
+    if lb < 0 or not b.endswith("]"):
+        return None
+    nums = b[lb + 1 : rb]
+    label = b[4:lb] if names_crop else b[:lb]
+    if "[" in nums or "]" in nums or any(c in label for c in "[]{}") or (not names_crop and label.strip()):
+        return None
+    return names_crop, label.strip(), nums
 
 
 @dataclass
@@ -104,30 +153,20 @@ def _bare_json_end(text: str, start: int) -> int | None:
 def find_tool_calls(text: str, json_coords: CoordSystem = "pixels") -> list[ParsedCall]:
     """Every crop call in ``text``, in order. Raises SampleProblem for a malformed call."""
     calls: list[ParsedCall] = []
-    for m in _CROP_BRACE.finditer(text):
+    for m in CROP_BRACE.finditer(text):
         calls.append(
             ParsedCall(m.start(), m.end(), "crop_brace", m["label"].strip(), _numbers(m["nums"], m[0]), "pixels", m[0])
         )
-    for m in _TOOL_CALL.finditer(text):
-        body = m["body"]
-        plain = _BODY_PLAIN.match(body)
+    for start, i0, i1, end in tag_spans(text, CALL_OPEN, CALL_CLOSE):
+        raw, body = text[start:end], text[i0:i1].strip()
+        plain = plain_call(body)
         if plain:
-            calls.append(
-                ParsedCall(
-                    m.start(),
-                    m.end(),
-                    "tool_call",
-                    (plain["label"] or "").strip(),
-                    _numbers(plain["nums"], m[0]),
-                    "pixels",
-                    m[0],
-                )
-            )
+            calls.append(ParsedCall(start, end, "tool_call", plain[1], _numbers(plain[2], raw), "pixels", raw))
             continue
-        parsed = _json_call(body, m[0])
+        parsed = _json_call(body, raw)
         if parsed is None:
-            raise SampleProblem(BAD_BOX, f"cannot parse tool call {m[0]!r}")
-        calls.append(ParsedCall(m.start(), m.end(), "json", parsed[0], parsed[1], json_coords, m[0]))
+            raise SampleProblem(BAD_BOX, f"cannot parse tool call {raw!r}")
+        calls.append(ParsedCall(start, end, "json", parsed[0], parsed[1], json_coords, raw))
     taken = [(c.start, c.end) for c in calls]
     for m in _JSON_START.finditer(text):
         if any(s <= m.start() < e for s, e in taken):
@@ -164,7 +203,7 @@ def call_box(call: ParsedCall, size: tuple[int, int] | None) -> Box:
             BAD_BOX, f"tool call {call.raw!r} uses {call.coords} coordinates but the image size is unknown"
         )
     w, h = size
-    return coords.from_1000(call.values, w, h) if call.coords == "1000" else coords.from_unit(call.values, w, h)
+    return coords.convention(call.coords).to_box(call.values, w, h)
 
 
 def split_tool_calls(

@@ -1,4 +1,4 @@
-"""Video frames with decord: uniform bins, the middle frame of each (specs/seed_formats.md 5)."""
+"""Video frames with decord: uniform bins, the middle frame of each (docs/models.md, "Seed data formats")."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import torch
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Sample
 from vlm_train.eval.metrics import iou, random_shape_baseline, score_by_group, score_ious
+from vlm_train.models.base import InputsConfig
 from vlm_train.rewards.functions import REWARDS
 from vlm_train.train.rollout import prompt_sample
 
@@ -57,11 +58,11 @@ def generate_texts(model: Any, processor: Any, family: Any, builder: Any, sample
             kw["pixel_values"] = kw["pixel_values"].to(next(model.parameters()).dtype)
         gen = model.generate(
             **kw, max_new_tokens=max_new_tokens, min_new_tokens=1, do_sample=False, num_beams=1,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids(family.chat.turn_end),
             suppress_tokens=[t for t in family.suppress_token_ids(processor) if t is not None and t >= 0] or None,
         )
         out += tok.batch_decode(gen[:, width:].clamp(min=0), skip_special_tokens=False)
-    return [t.split("<|im_end|>")[0].replace("<|endoftext|>", "") for t in out]
+    return [family.chat.strip_completion(t) for t in out]
 
 
 def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], image_roots: list[str],
@@ -69,7 +70,7 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     """Score ``samples`` that carry a grounding target (others are ignored)."""
     t0 = time.perf_counter()
     samples = [s for s in samples if s.targets and s.image_sizes]
-    builder = family.make_inputs(processor, None, image_roots=image_roots)
+    builder = family.make_inputs(processor, InputsConfig(image_roots=tuple(image_roots)))
     model.eval()
     texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
     ious, groups, preds = [], [], []

@@ -3,7 +3,7 @@ the random-shape baseline.
 
 Boxes are original-image pixels (x1, y1, x2, y2), as ``vlm_train.data.sample.Box`` or any
 sequence of four numbers. Areas are continuous (x2 - x1) * (y2 - y1): no "+1" pixel-inclusive
-convention, which VLM-R1 mixes inconsistently with an exclusive union (specs/anchors.md, 3).
+convention, which VLM-R1 mixes inconsistently with an exclusive union (docs/models.md, "RefCOCO protocol").
 """
 
 from __future__ import annotations

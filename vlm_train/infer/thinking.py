@@ -1,15 +1,15 @@
-"""Generation with a thinking budget (the Ovis2.5 protocol, specs A7), batched, any family.
+"""Generation with a thinking budget (the Ovis2.5 protocol, docs/models.md "Thinking budget"),
+batched, any family: the texts come from the family's ``ChatFormat``.
 
 Phase 1 generates at most ``budget`` tokens. A row whose phase-1 output holds the end of
 turn is finished. A row that stopped without ``</think>`` gets the official stop text
-appended verbatim (``"\\n\\nConsidering the limited time by the user, I have to give the
-solution based on the thinking directly now.\\n</think>\\n\\n"``); every unfinished row then
+appended verbatim (``chat.budget_stop_text``); every unfinished row then
 continues in phase 2 from prompt + phase 1 (+ appended text) with the rest of
 ``max_new_tokens``. Only unfinished rows run phase 2 when the family can select rows of its
 batch (``select_rows``); otherwise the whole batch runs and finished rows are ignored.
 
 ``model.generate`` must take the batch's keys and return prompt ids followed by new ids
-(transformers' convention for decoder-only models; Ovis2_5 and InternVL both do).
+(transformers' convention for decoder-only models; every registered family's model does).
 """
 
 from __future__ import annotations
@@ -20,7 +20,33 @@ from typing import Any
 
 import torch
 
-from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
+from vlm_train.models.chat import ChatFormat
+
+
+@dataclass(frozen=True)
+class BudgetProtocol:
+    """The thinking-budget rule, the one implementation shared by inference (below) and GRPO
+    rollouts (vlm_train/train/rollout.py): token ids of the family's turn end, ``</think>`` and
+    stop text, and when the stop text is forced."""
+
+    end_id: int
+    think_end_id: int
+    stop_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer: Any, chat: ChatFormat | None = None) -> BudgetProtocol:
+        chat = chat or ChatFormat()
+        return cls(
+            tokenizer.convert_tokens_to_ids(chat.turn_end),
+            tokenizer.convert_tokens_to_ids(chat.think_close),
+            tuple(tokenizer.encode(chat.budget_stop_text, add_special_tokens=False)),
+        )
+
+    @staticmethod
+    def must_force(sampled: int, budget: int | None, thinking_closed: bool, ended: bool) -> bool:
+        """The stop text is appended once ``budget`` sampled tokens have not closed the thought
+        and the turn has not ended."""
+        return bool(budget) and not ended and not thinking_closed and sampled >= budget  # type: ignore[operator]
 
 
 @dataclass
@@ -70,9 +96,7 @@ def generate_with_budget(
     tokenizer: Any,
     *,
     select_rows: Callable[[dict[str, Any], Sequence[int]], dict[str, Any]] | None = None,
-    stop_text: str = BUDGET_STOP_TEXT,
-    end_token: str = "<|im_end|>",
-    think_end_token: str = "</think>",
+    chat: ChatFormat | None = None,
     **gen_kwargs: Any,
 ) -> BudgetOutput:
     """Generate with a thinking budget.
@@ -84,15 +108,16 @@ def generate_with_budget(
         max_new_tokens: total allowance for the completion, appended text included.
         tokenizer: encodes the stop text; provides the pad, end-of-turn and ``</think>`` ids.
         select_rows: (batch, rows) -> sub-batch; lets phase 2 run only unfinished rows.
+        chat: the family's chat format (turn end, ``</think>``, the stop text); None: the
+            default ``ChatFormat``.
         **gen_kwargs: passed to every ``generate`` call (sampling settings, logits processors).
 
     Returns:
         ``BudgetOutput`` with phase 1 + appended text + phase 2 per row.
     """
     pad_id = tokenizer.pad_token_id
-    end_id = tokenizer.convert_tokens_to_ids(end_token)
-    think_end_id = tokenizer.convert_tokens_to_ids(think_end_token)
-    forced_ids = tokenizer.encode(stop_text, add_special_tokens=False)
+    proto = BudgetProtocol.of(tokenizer, chat)
+    end_id, forced_ids = proto.end_id, list(proto.stop_ids)
     plain = budget is None or budget >= max_new_tokens
     if not plain and max_new_tokens <= budget + len(forced_ids):
         raise ValueError(
@@ -113,7 +138,8 @@ def generate_with_budget(
         forced.append([False] * len(toks))
         if plain or stopped:
             continue
-        if think_end_id not in toks:
+        # Phase 1 ran to its cap (not stopped): the budget is spent whatever was trimmed.
+        if proto.must_force(budget, budget, proto.think_end_id in toks, stopped):
             completions[row] = toks + forced_ids
             forced[row] = forced[row] + [True] * len(forced_ids)
         pending.append(row)
@@ -146,3 +172,11 @@ def generate_with_budget(
         seq[i, : len(c)] = torch.tensor(c, dtype=torch.long)
         fmask[i, : len(f)] = torch.tensor(f, dtype=torch.bool)
     return BudgetOutput(seq, fmask, lengths, pending)
+
+
+def generate(family: Any, model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int | None,
+             max_new_tokens: int, **gen_kwargs: Any) -> BudgetOutput:
+    """``generate_with_budget`` with the family's chat format and row selection."""
+    return generate_with_budget(
+        model, inputs, budget, max_new_tokens, tokenizer, select_rows=family.select_rows, chat=family.chat, **gen_kwargs
+    )

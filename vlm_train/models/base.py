@@ -1,33 +1,72 @@
-"""The model-family contract.
+"""The model-family contract (docs/design.md, "The family contract").
 
-Every family folder (``vlm_train/models/<family>/``) exposes one ``FAMILY`` object of this
-type. Trainers, rollouts and evaluation only ever talk to this surface, so nothing outside a
-family folder branches on family names.
+Every family folder (``vlm_train/models/<family>/``) exposes one frozen ``FAMILY`` of type
+``Family`` and registers its module path in ``vlm_train/models/__init__.py``. Trainers,
+rollouts, evaluation, inference, rewards and data checks talk only to this surface, so nothing
+outside a family folder branches on family names.
 
-Conventions every family follows when rendering canonical samples:
+Rendering rules every family follows (the family's ``chat`` holds the texts):
 
 - Tool calls: an assistant message whose content ends with a ``tool_call`` part renders the
-  call as ``<tool_call>{"name": "crop", "arguments": {"bbox_2d": [x1, y1, x2, y2]}}</tool_call>``
-  with the box in the family's own coordinate convention (InternVL: integers 0-1000,
-  Ovis2.5: floats in [0,1) with 3 decimals). The call text is learned.
-- Tool responses: a ``tool`` message (parts of type ``tool_response``, an image crop or text)
-  renders as a user turn ``<|im_start|>user\n<tool_response>\n{image or text}\n</tool_response>
-  <|im_end|>\n`` (Qwen3 style) and is never learned (labels -100); the assistant then continues
-  in the next assistant message.
-- Labels: only assistant content and its closing ``<|im_end|>`` are learned; system, user, tool
-  and every vision token are -100.
-- Generation prompts end with the assistant header (``<|im_start|>assistant\n``; Ovis2.5 adds
-  the empty think block when thinking is off).
+  call as ``chat.tool_call("crop", {"bbox_2d": [..]})`` with the box in the family's ``coords``
+  convention. The call text is learned.
+- Tool responses: a ``tool`` message renders as a user turn wrapping the crop (or text) in the
+  tool-response tags, never learned (labels -100); the assistant continues in the next message.
+- Labels: only assistant content and its closing turn end are learned; system, user, tool and
+  every vision token are -100.
+- Generation prompts end with ``chat.assistant_header(enable_thinking)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from vlm_train.data.coords import CoordConvention
 from vlm_train.data.sample import Box, Sample
+from vlm_train.models.chat import ChatFormat
+
+if TYPE_CHECKING:
+    from vlm_train.config import JobConfig, ModelConfig
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    """Everything an input builder needs besides the processor; the same for every family.
+
+    Attributes:
+        image_roots: folders relative media paths resolve against (and are confined to).
+        max_length: truncate longer samples (never inside a vision span); None: no limit.
+        max_image_pixels: refuse larger images (decompression bombs).
+        min_crop_size: smallest side of a tool crop, in pixels.
+        num_frames: frames sampled per video (None: the processor's default).
+        max_tiles: dynamic-tiling limit per image where the family tiles (None: its default).
+        enable_thinking: generation prompts leave thinking open (no empty think block).
+    """
+
+    image_roots: tuple[str, ...] = ()
+    max_length: int | None = None
+    max_image_pixels: int = 64_000_000
+    min_crop_size: int = 4
+    num_frames: int | None = None
+    max_tiles: int | None = None
+    enable_thinking: bool = False
+
+    @classmethod
+    def from_job(
+        cls, cfg: JobConfig | None, image_roots: Sequence[str] = (), max_length: int | None = None, **kw: Any
+    ) -> InputsConfig:
+        """The one place a JobConfig becomes an ``InputsConfig`` (None: the defaults)."""
+        if cfg is not None:
+            kw = dict(
+                max_image_pixels=cfg.data.max_image_pixels,
+                min_crop_size=cfg.tools.min_crop_size,
+                num_frames=cfg.data.num_frames,
+                max_tiles=cfg.model.max_tiles,
+            ) | kw
+        return cls(image_roots=tuple(str(r) for r in image_roots), max_length=max_length, **kw)
 
 
 class InputBuilder(Protocol):
@@ -51,32 +90,105 @@ class InputBuilder(Protocol):
 
         Returns:
             ``input_ids``, ``attention_mask``, ``labels`` (training only, -100 where not
-            learned) and the family's pixel tensors (e.g. ``pixel_values``; Ovis2.5 also
-            ``grid_thws``).
+            learned) and the family's pixel tensors (e.g. ``pixel_values``, ``grid_thws``).
         """
 
 
-@dataclass
+class LoadFn(Protocol):
+    def __call__(self, model_cfg: ModelConfig, dtype: Any = None) -> tuple[Any, Any]:
+        """(model, processor) from ``model_cfg.path``, never with trust_remote_code."""
+
+
+class MakeInputsFn(Protocol):
+    def __call__(self, processor: Any, cfg: InputsConfig) -> InputBuilder:
+        """The family's batch collator (used for SFT, eval and rollouts)."""
+
+
+class TinyFn(Protocol):
+    def __call__(self, out_dir: str | Path, seed: int = 0, **kw: Any) -> Path:
+        """Write a random few-M-parameter checkpoint + processor offline; return its folder."""
+
+
+class BoxToTextFn(Protocol):
+    def __call__(self, box: Box, width: int, height: int) -> str:
+        """A pixel box of a ``width`` x ``height`` original image as the family's answer text."""
+
+
+class TextToBoxesFn(Protocol):
+    def __call__(self, text: str, width: int, height: int) -> list[Box]:
+        """Every box the family's syntax finds in ``text``, in original-image pixels."""
+
+
+class PromptFn(Protocol):
+    def __call__(self, phrase: str) -> str:
+        """The family's grounding question for a referring expression."""
+
+
+class TokenIdsFn(Protocol):
+    def __call__(self, processor: Any) -> list[int]:
+        """Token ids, given the family's processor."""
+
+
+@dataclass(frozen=True)
+class FoundBox:
+    """A box or point in a family's answer syntax, as written (converted by the rewards).
+
+    Attributes:
+        start: offset in the text searched.
+        values: the raw numbers as written: 4 for a box, 2 for a point.
+        form: the syntax's name (e.g. quad_box, pair_box, pair_point).
+        tag_start: offset of the tag a ``<ref>phrase</ref>`` right before it would label.
+    """
+
+    start: int
+    values: tuple[str, ...]
+    form: str
+    tag_start: int
+
+
+class FindBoxesFn(Protocol):
+    def __call__(self, text: str) -> list[FoundBox]:
+        """Every box/point of the family's answer syntax in ``text`` (linear time)."""
+
+
+class SelectRowsFn(Protocol):
+    def __call__(self, batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
+        """The sub-batch of ``rows`` (pixel tensors included) for a generation batch."""
+
+
+@dataclass(frozen=True)
 class Family:
-    """One VLM family's fixed surface."""
+    """One VLM family's fixed surface (see the module docstring).
+
+    Attributes:
+        name: the registry key (``model.family`` in configs).
+        coords: how the family writes coordinates in text (vlm_train/data/coords.py).
+        chat: the family's chat format (turn texts, tool tags, thinking markers, budget text).
+        load: (model_cfg, dtype) -> (model, processor).
+        make_inputs: (processor, InputsConfig) -> the batch collator.
+        tiny: writes a random tiny checkpoint offline.
+        box_to_text / text_to_boxes: the family's grounding answer syntax, both directions.
+        find_boxes: the same syntax as raw values, for the rewards (which check order,
+            range and form, and convert with ``coords``).
+        grounding_prompt: the family's grounding question for a phrase.
+        suppress_token_ids: ids never to sample (vision placeholders), given a processor.
+        module_groups: {"vision", "projector", "llm"} -> module-name prefixes (freezing).
+        lora_targets: default LoRA target modules (regexes; the language model only).
+        select_rows: sub-batch of a generation batch (for the thinking budget's phase 2);
+            None: every tensor is sliced along its first dimension.
+    """
 
     name: str
-    # load(model_cfg, dtype) -> (model, processor)
-    load: Callable[..., tuple[Any, Any]]
-    # make_inputs(processor, cfg) -> InputBuilder (the collator used for SFT, eval, rollouts)
-    make_inputs: Callable[..., InputBuilder]
-    # tiny(out_dir, seed=0, **kw) -> Path: random few-M-param checkpoint + processor, offline
-    tiny: Callable[..., Path]
-    # Grounding text format (coordinates in the family's own convention).
-    box_to_text: Callable[[Box, int, int], str]
-    text_to_boxes: Callable[[str, int, int], list[Box]]
-    # Prompt asking for a box for a referring expression (the family's own protocol).
-    grounding_prompt: Callable[[str], str]
-    # Token ids that must never be sampled (vision placeholders), given a processor.
-    suppress_token_ids: Callable[[Any], list[int]]
-    # Module-name prefixes for freezing: {"vision": [...], "projector": [...], "llm": [...]}
-    module_groups: dict[str, list[str]] = field(default_factory=dict)
-    # Default LoRA target modules (language model linear layers).
+    coords: CoordConvention
+    chat: ChatFormat
+    load: LoadFn
+    make_inputs: MakeInputsFn
+    tiny: TinyFn
+    box_to_text: BoxToTextFn
+    text_to_boxes: TextToBoxesFn
+    grounding_prompt: PromptFn
+    suppress_token_ids: TokenIdsFn
+    find_boxes: FindBoxesFn
+    module_groups: dict[str, list[str]]
     lora_targets: list[str] = field(default_factory=list)
-    # Optional hooks used by rollouts/inference (e.g. thinking budget). name -> callable
-    hooks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    select_rows: SelectRowsFn | None = None

@@ -8,8 +8,9 @@ Columns read (each a list with one cell per completion; a missing column reads a
 - ``answer``: the gold answer string, or None.
 - ``prompts`` (TRL passes it): a text prompt ending in ``<think>`` (a template that opens the
   thinking block itself) counts as the completion's opening ``<think>``.
-- ``coords``: family convention of JSON ``bbox_2d`` and bare lists: "internvl" (0-1000) or
-  "ovis2_5" ([0, 1)); missing or unknown reads as "pixels" (with a one-time warning).
+- ``coords``: the family's coordinate convention (``Family.coords.name``) of JSON ``bbox_2d``
+  and bare lists: "1000" (0-1000) or "unit" ([0, 1)); missing or unknown reads as "pixels"
+  (with a one-time warning).
 
 Every function returns one finite float per completion within the range its docstring states,
 and never raises: a completion that breaks a function (a bug, not bad text, since the parser is
@@ -26,9 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vlm_train.config_base import ConfigError
+from vlm_train.data.coords import CONVENTIONS, valid_size
 from vlm_train.data.sample import Box
 from vlm_train.eval.metrics import iou
-from vlm_train.rewards._coords import CONVENTIONS, valid_size
 from vlm_train.rewards.completion import rollout_parts
 from vlm_train.rewards.parse import (
     ANSWER_CLOSE,

@@ -1,10 +1,12 @@
 """Boxes and crop-tool calls in model text -> canonical boxes in original-image pixels.
 
-Forms understood (``coords`` names the family convention where the syntax does not):
+Forms understood (``coords`` names the convention, of vlm_train/data/coords.py, where the
+syntax does not):
 
 Answer boxes
-  - InternVL   ``<ref>a cat</ref><box>[[x1,y1,x2,y2]]</box>``, 0-1000; ``[[..],[..]]`` holds several.
-  - Ovis2.5    ``<box>(x1,y1),(x2,y2)</box>``, [0,1); ``<point>(x,y)</point>`` is kept as a point.
+  - every registered family's own syntax (``Family.find_boxes``), read in that family's
+    convention: e.g. ``<ref>a cat</ref><box>[[x1,y1,x2,y2]]</box>`` (quad_box, 0-1000) or
+    ``<box>(x1,y1),(x2,y2)</box>`` (pair_box, [0,1)); a 2-value result is kept as a point.
   - JSON       ``{"bbox_2d": [x1,y1,x2,y2], ...}`` in the ``coords`` convention.
   - bare list  ``[x1,y1,x2,y2]`` in the ``coords`` convention, only when no form above occurs
     (VLM-R1 style ``<answer>[..]</answer>``).
@@ -26,29 +28,21 @@ quantifiers) so a 100k-character completion costs milliseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from dataclasses import dataclass, field
 
+from vlm_train.data.coords import FOUR_LIST, NUMBER, convention
 from vlm_train.data.sample import Box
-from vlm_train.rewards._coords import raw_in_range, to_pixels
+from vlm_train.data.toolcalls import CALL_CLOSE, CALL_OPEN, CROP_BRACE, plain_call, tag_spans
 
-# ASCII digits only: Python's \d also takes e.g. fullwidth digits, which no family writes.
-NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-_FOUR = re.compile(rf"\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
-# "(?:,\s*)?" rather than ",?\s*": two adjacent \s* would backtrack quadratically on long blanks.
-_PAIR_BOX = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)\s*(?:,\s*)?\(\s*({NUM})\s*,\s*({NUM})\s*\)")
-_POINT = re.compile(rf"\(\s*({NUM})\s*,\s*({NUM})\s*\)")
+NUM = NUMBER
+_FOUR = re.compile(FOUR_LIST)
 _JSON_BBOX = re.compile(rf"[\"']bbox_2d[\"']\s*:\s*\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]")
-# The label is bounded so that a failed match costs at most 200 steps per "{Crop".
-_CROP_BRACE = re.compile(
-    rf"\{{Crop\b([^\[\]{{}}]{{0,200}})\[\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*,\s*({NUM})\s*\]\s*\}}"
-)
-
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
-CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 CROP_TOOL = "crop"
 
 
@@ -59,8 +53,8 @@ class ParsedBox:
     Attributes:
         box: Original-image pixels, corners ordered, clipped to the image. A point is (x, y, x, y).
         raw: The numbers as written.
-        convention: "internvl" (0-1000), "ovis2_5" ([0,1)) or "pixels".
-        form: Which syntax it came from (internvl_box, ovis_box, ovis_point, json, bare,
+        convention: "1000", "unit" or "pixels" (vlm_train/data/coords.py).
+        form: Which syntax it came from (quad_box, pair_box, pair_point, json, bare,
             tool_json, tool_list, tool_crop, crop_brace, message).
         swapped: The corners were written in the wrong order (x1 > x2 or y1 > y2) and were fixed.
         clipped: Some raw value lay outside the image in its convention and was clipped.
@@ -129,47 +123,29 @@ def _floats(groups: tuple[str, ...] | list[str]) -> tuple[float, ...] | None:
 
 def make_box(
     raw: tuple[float, ...],
-    convention: str,
+    convention_name: str,
     size: tuple[float, float] | None,
     form: str,
     label: str | None = None,
 ) -> ParsedBox | None:
-    """Raw (x1, y1, x2, y2) or (x, y) in ``convention`` -> a ParsedBox, or None when it cannot be."""
+    """Raw (x1, y1, x2, y2) or (x, y) in ``convention_name`` -> a ParsedBox, or None when it cannot be."""
     if size is None or len(raw) not in (2, 4) or not all(math.isfinite(v) for v in raw):
         return None
     w, h = size
     is_point = len(raw) == 2
-    x1, y1, x2, y2 = to_pixels(raw * 2 if is_point else raw, convention, w, h)
+    conv = convention(convention_name)
+    x1, y1, x2, y2 = conv.to_pixels(raw * 2 if is_point else raw, w, h)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         return None
     swapped = x1 > x2 or y1 > y2
     x1, x2 = min(x1, x2), max(x1, x2)
     y1, y2 = min(y1, y2), max(y1, y2)
-    clipped = not raw_in_range(raw, convention, w, h)
+    clipped = not conv.in_range(raw, w, h)
     box = Box(min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
-    return ParsedBox(box, tuple(raw), convention, form, swapped, clipped, is_point, label)
+    return ParsedBox(box, tuple(raw), conv.name, form, swapped, clipped, is_point, label)
 
 
 # ---- tags -------------------------------------------------------------------------------------
-
-
-def _tag_spans(text: str, open_tag: str, close_tag: str) -> list[tuple[int, int, int, int]]:
-    """(start, inner_start, inner_end, end) of each closed ``open…close`` pair, left to right.
-
-    An unclosed opener ends the scan: no later pair can close either, and scanning on would
-    make the cost quadratic in the number of openers.
-    """
-    out = []
-    pos = 0
-    while True:
-        s = text.find(open_tag, pos)
-        if s < 0:
-            return out
-        e = text.find(close_tag, s + len(open_tag))
-        if e < 0:
-            return out
-        out.append((s, s + len(open_tag), e, e + len(close_tag)))
-        pos = e + len(close_tag)
 
 
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
@@ -230,30 +206,21 @@ def _json_crop_call(obj: object, coords: str, size, form: str, text: str) -> Too
 
 def _tool_call_inner(inner: str, coords: str, size) -> ToolCall:
     body = inner.strip()
+    plain = plain_call(body)
+    m = _FOUR.fullmatch(f"[{plain[2]}]") if plain else None
+    if plain and m:
+        raw = _floats(m.groups())
+        names_crop, label = plain[0], plain[1] or None
+        form = "tool_crop" if names_crop else "tool_list"
+        if raw is None:
+            return ToolCall(form, inner, error="non-finite coordinate")
+        return ToolCall(form, inner, name=CROP_TOOL, box=make_box(raw, "pixels", size, form, label))
     if body.startswith("{"):
         try:
             obj = json.loads(body)
         except Exception:  # JSONDecodeError, RecursionError, int-digit limit: all malformed
             return ToolCall("tool_json", inner, error="malformed JSON")
         return _json_crop_call(obj, coords, size, "tool_json", inner)
-    m = _FOUR.fullmatch(body)
-    if m:
-        raw = _floats(m.groups())
-        if raw is None:
-            return ToolCall("tool_list", inner, error="non-finite coordinate")
-        return ToolCall("tool_list", inner, name=CROP_TOOL, box=make_box(raw, "pixels", size, "tool_list"))
-    if body.startswith("Crop") and body.endswith("]"):
-        # "Crop [..]" or "Crop label [..]"; parsed by hand because a regex with an optional
-        # free-text label before "\s*\[" backtracks quadratically on long whitespace runs.
-        lb = body.rfind("[")
-        m = _FOUR.fullmatch(body[lb:]) if lb >= 0 else None
-        label = body[4:lb].strip() if lb >= 0 else ""
-        head_ok = lb >= 0 and (lb == 4 or body[4].isspace())
-        if m and head_ok and "[" not in label and "]" not in label:
-            raw = _floats(m.groups())
-            if raw is not None:
-                box = make_box(raw, "pixels", size, "tool_crop", label or None)
-                return ToolCall("tool_crop", inner, name=CROP_TOOL, box=box)
     return ToolCall("tool_text", inner, error="unrecognised tool call")
 
 
@@ -261,7 +228,7 @@ def _tool_calls(text: str, coords: str, size) -> tuple[list[tuple[int, ToolCall]
     """Tool calls in ``text`` with their offsets, and the spans they cover (for masking)."""
     calls: list[tuple[int, ToolCall]] = []
     spans: list[tuple[int, int]] = []
-    pairs = _tag_spans(text, CALL_OPEN, CALL_CLOSE)
+    pairs = tag_spans(text, CALL_OPEN, CALL_CLOSE)
     for s, i0, i1, e in pairs:
         calls.append((s, _tool_call_inner(text[i0:i1], coords, size)))
         spans.append((s, e))
@@ -272,10 +239,13 @@ def _tool_calls(text: str, coords: str, size) -> tuple[list[tuple[int, ToolCall]
         spans.append((dangling, len(text)))
     masked = _mask(text, spans)
     matched = set()
-    for m in _CROP_BRACE.finditer(masked):
+    for m in CROP_BRACE.finditer(masked):
+        four = _FOUR.fullmatch(f"[{m['nums']}]")
+        if four is None:
+            continue  # reported as malformed below
         matched.add(m.start())
-        raw = _floats(m.groups()[1:])
-        label = m.group(1).strip() or None
+        raw = _floats(four.groups())
+        label = m["label"].strip() or None
         if raw is None:
             calls.append((m.start(), ToolCall("crop_brace", m.group(0), error="non-finite coordinate")))
         else:
@@ -306,6 +276,15 @@ def _safe_repr(obj: object) -> str:
         return repr(obj)[:2000]
     except Exception:
         return "<unprintable>"
+
+
+@functools.cache
+def _families() -> tuple:
+    """Every registered family: an answer box in any family's syntax is read (in that
+    family's convention), whatever the row's ``coords`` says."""
+    from vlm_train.models import FAMILIES, get_family
+
+    return tuple(get_family(n) for n in FAMILIES)
 
 
 # ---- answer -----------------------------------------------------------------------------------
@@ -344,19 +323,10 @@ def _answer_boxes(text: str, lo: int, hi: int, coords: str, size) -> tuple[list[
         if pb is not None:
             into.append((pos, pb))
 
-    for s, i0, i1, _ in _tag_spans(region, "<box>", "</box>"):
-        inner = region[i0:i1]
-        label = _ref_label(region, s)
-        quads = list(_FOUR.finditer(inner))
-        if quads:
-            for m in quads:
-                add(s + m.start(), m.groups(), "internvl", "internvl_box", label)
-        else:
-            for m in _PAIR_BOX.finditer(inner):
-                add(s + m.start(), m.groups(), "ovis2_5", "ovis_box", label)
-    for s, i0, i1, _ in _tag_spans(region, "<point>", "</point>"):
-        for m in _POINT.finditer(region[i0:i1]):
-            add(s, m.groups(), "ovis2_5", "ovis_point", _ref_label(region, s), points)
+    for fam in _families():
+        for fb in fam.find_boxes(region):
+            into = points if len(fb.values) == 2 else found
+            add(fb.start, fb.values, fam.coords.name, fb.form, _ref_label(region, fb.tag_start), into)
     for m in _JSON_BBOX.finditer(region):
         add(m.start(), m.groups(), coords, "json")
     if not found:
@@ -376,7 +346,7 @@ def parse_completion(text: str, image_size: tuple[float, float] | None, coords: 
         text: The completion text (any string; a non-string reads as empty).
         image_size: (width, height) of the original image; None gives no boxes (tool calls are
             still checked for form).
-        coords: Convention of JSON ``bbox_2d`` and bare lists: "internvl", "ovis2_5" or "pixels".
+        coords: Convention of JSON ``bbox_2d`` and bare lists: "1000", "unit" or "pixels".
 
     Returns:
         A ``Parsed`` with boxes in original-image pixels.
@@ -416,7 +386,8 @@ def parse_rollout(
 
 
 def refcoco_protocol_box(text: str, width: float, height: float) -> Box:
-    """The box InternVL's RefCOCO script reads from a response (specs/models.md B8).
+    """The box the RefCOCO evaluation script of InternVL reads from a response (docs/models.md,
+    "RefCOCO protocol").
 
     Equivalent to the first match of ``\\[*\\[(.*?),(.*?),(.*?),(.*?)\\]\\]*`` (no DOTALL) read as
     floats, (0, 0, 0, 0) when there is none or it does not read; divided by 1000 when the four

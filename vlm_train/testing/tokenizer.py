@@ -44,7 +44,7 @@ def train_bpe(
 
     ``extra_tokens`` are added as ordinary (non-special) whole tokens before the specials, e.g.
     one token per coordinate value "0".."1000": the text format stays the family's own, but a
-    tiny model learns boxes far faster when each coordinate is one token (DESIGN.md notes).
+    tiny model learns boxes far faster when each coordinate is one token (docs/models.md, "Tiny models on CPU").
     """
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
     tok.normalizer = normalizers.NFC()

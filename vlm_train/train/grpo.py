@@ -21,8 +21,11 @@ import torch
 from trl import GRPOTrainer
 
 from vlm_train.config import JobConfig
+from vlm_train.data.coords import CoordConvention
 from vlm_train.data.sample import Sample
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
+from vlm_train.models.chat import ChatFormat
 from vlm_train.rewards.functions import build_reward_funcs
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
@@ -92,7 +95,7 @@ class VLMGRPOTrainer(GRPOTrainer):
             out_prompt.append(safe_p)
             out_completion.append(safe_c or [pad])
             masks.append(r.mask or [0])
-            messages.append(_as_messages(r))
+            messages.append(_as_messages(r, self.rollout.family.chat))
         calls = torch.tensor([float(r.calls) for r in rows], device=self.accelerator.device)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["tools/calls_per_rollout"].append(self.accelerator.gather(calls).mean().item())
@@ -131,11 +134,11 @@ class VLMGRPOTrainer(GRPOTrainer):
         return logps, (torch.cat(all_ent) if compute_entropy else None), None
 
 
-def _as_messages(r: Row) -> list[dict[str, Any]]:
+def _as_messages(r: Row, chat: ChatFormat) -> list[dict[str, Any]]:
     """The rollout as conversation turns for the reward functions (tool turns marked as such)."""
     msgs: list[dict[str, Any]] = []
     for i, seg in enumerate(r.text):
-        msgs.append({"role": "assistant", "content": seg.replace("<|im_end|>", "")})
+        msgs.append({"role": "assistant", "content": seg.replace(chat.turn_end, "")})
         if i < r.calls:
             msgs.append({"role": "tool", "content": "<crop>"})
     return msgs
@@ -151,7 +154,8 @@ def wrap_reward(fn):
     return reward
 
 
-def grpo_rows(samples: list[Sample], coords: str) -> list[dict[str, Any]]:
+def grpo_rows(samples: list[Sample], coords: CoordConvention) -> list[dict[str, Any]]:
+    """One dataset row per sample; ``coords`` (the family's convention) is stored by name."""
     rows = []
     for s in samples:
         target = s.targets[0] if s.targets else None
@@ -163,7 +167,7 @@ def grpo_rows(samples: list[Sample], coords: str) -> list[dict[str, Any]]:
             "target_box": target.box.as_list() if target else None,
             "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
             "answer": s.meta.get("answer_text"),
-            "coords": coords,
+            "coords": coords.name,
         })
     return rows
 
@@ -189,15 +193,15 @@ def train_loop(config: dict[str, Any]) -> None:
     args = build_args(cfg, info, weights)  # before the model: ZeRO-3 partitions at load
     model, processor = setup.load_model(cfg, family)
     data = config["data"]
-    builder = family.make_inputs(processor, cfg, image_roots=data["image_roots"])
-    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"], coords=family.name)
+    builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
+    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"])
     train = setup.read_samples(Path(data["train"]))
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     trainer = VLMGRPOTrainer(
         model=model,
         reward_funcs=[wrap_reward(f) for f in funcs],
         args=args,
-        train_dataset=Dataset.from_list(grpo_rows(train, family.name)),
+        train_dataset=Dataset.from_list(grpo_rows(train, family.coords)),
         processing_class=processor,
         peft_config=setup.lora_config(cfg, family),
         callbacks=[

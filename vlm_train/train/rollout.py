@@ -2,7 +2,7 @@
 
 A rollout generates until the model closes a crop call (``</tool_call>``) or ends its turn.
 On a call, the crop of the ORIGINAL image at the called box is made, appended as a tool
-turn (``<|im_end|>`` + the family's tool-response rendering with the crop as an image +
+turn (the family's turn end + its tool-response rendering with the crop as an image +
 the assistant header), and generation continues; at most ``tools.max_calls`` calls.
 
 What the trainer gets per row: exact token ids (prompt, then completion = generated tokens
@@ -24,6 +24,8 @@ import torch
 
 from vlm_train.data.media import load_image
 from vlm_train.data.sample import Box, Message, Part, Sample, prompt_messages
+from vlm_train.infer.thinking import BudgetProtocol
+from vlm_train.models.base import Family
 from vlm_train.rewards.parse import parse_completion
 from vlm_train.tools.crop import crop
 
@@ -58,7 +60,7 @@ def split_batch(batch: dict[str, Any], row: int = 0) -> tuple[list[int], dict[st
 
 
 def merge_mm(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate per-image tensors in order (pixel rows/tiles and, for Ovis2.5, grid rows)."""
+    """Concatenate per-image tensors in order (pixel rows/tiles and, e.g. for Ovis2.5, grid rows)."""
     keys = {k for p in parts for k in p}
     return {k: torch.cat([p[k] for p in parts if k in p]) for k in sorted(keys)}
 
@@ -71,26 +73,31 @@ def prompt_sample(sample: Sample) -> Sample:
 class CropToolRollout:
     """Generates completions for a batch of canonical samples, executing crop calls live."""
 
-    def __init__(self, family: Any, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str], coords: str):
+    def __init__(
+        self, family: Family, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str],
+        coords: str | None = None,
+    ):
+        """``coords``: convention of the crop calls' JSON boxes; None: the family's own."""
         self.family, self.processor, self.builder = family, processor, builder
         self.tok = processor.tokenizer
-        self.tools_cfg, self.image_roots, self.coords = tools_cfg, image_roots, coords
-        self.im_end = self.tok.convert_tokens_to_ids("<|im_end|>")
-        self.call_end = self._single_token("</tool_call>")
+        self.tools_cfg, self.image_roots = tools_cfg, image_roots
+        self.coords = coords or family.coords.name
+        chat = family.chat
+        self.im_end = self.tok.convert_tokens_to_ids(chat.turn_end)
+        self.call_end = self._single_token(chat.tool_call_close)
         self.pad = self.tok.pad_token_id
-        self.close_ids = self.tok("<|im_end|>\n", add_special_tokens=False)["input_ids"]
-        # The text opening the next assistant turn after a tool turn (Ovis2.5 with thinking off
-        # adds its empty think block, as its generation prompt does).
-        header = family.hooks.get("assistant_header", lambda enable_thinking=False: "<|im_start|>assistant\n")(False)
-        self.header_ids = self.tok(header, add_special_tokens=False)["input_ids"]
+        self.close_ids = self.tok(chat.turn_end + "\n", add_special_tokens=False)["input_ids"]
+        # The text opening the next assistant turn after a tool turn (with thinking off a family
+        # may add its empty think block, as its generation prompt does).
+        self.header_ids = self.tok(chat.assistant_header(False), add_special_tokens=False)["input_ids"]
         self.suppress = [t for t in family.suppress_token_ids(processor) if t is not None and t >= 0]
-        # Thinking budget (Ovis2.5's algorithm, the same for every family): once a rollout has
-        # sampled this many tokens without closing </think>, the official stop text is appended
-        # (not sampled: no policy loss) and generation continues with the remaining allowance.
+        # Thinking budget (the protocol of vlm_train/infer/thinking.py, the same for every
+        # family): once a rollout has sampled this many tokens without closing the thought,
+        # the family's stop text is appended (not sampled: no policy loss) and generation
+        # continues with the remaining allowance.
         self.thinking_budget = getattr(tools_cfg, "thinking_budget", None)
-        from vlm_train.models.ovis2_5.constants import BUDGET_STOP_TEXT
-
-        self.budget_ids = self.tok(BUDGET_STOP_TEXT, add_special_tokens=False)["input_ids"]
+        self.budget = BudgetProtocol.of(self.tok, chat)
+        self.budget_ids = list(self.budget.stop_ids)
 
     def _single_token(self, s: str) -> int | None:
         ids = self.tok(s, add_special_tokens=False)["input_ids"]
@@ -148,12 +155,12 @@ class CropToolRollout:
                 r.sampled += len(toks)
                 text = self.tok.decode(toks, skip_special_tokens=False)
                 r.text.append(text)
-                if "</think>" in text:
+                if self.family.chat.think_close in text:
                     r.thinking_closed = True
                 room = max_completion - len(r.completion_ids)
                 stopped = bool(toks) and toks[-1] in stop
                 if not stopped and room > 0:  # cut by this call's cap, not finished
-                    if self.thinking_budget and not r.thinking_closed and r.sampled >= self.thinking_budget:
+                    if self.budget.must_force(r.sampled, self.thinking_budget, r.thinking_closed, stopped):
                         forced = self.budget_ids[:room]
                         r.completion_ids += forced
                         r.mask += [0] * len(forced)

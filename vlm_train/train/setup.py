@@ -1,6 +1,6 @@
 """Per-worker setup shared by the SFT and GRPO loops: environment, TRL args, model, data.
 
-Order matters under ZeRO-3 (specs/infra.md section 4): the TRL config (which registers the
+Order matters under ZeRO-3 (docs/design.md, "Load order under ZeRO-3"): the TRL config (which registers the
 DeepSpeed config globally) is built BEFORE the model is loaded, so ``from_pretrained``
 partitions parameters at load; and on CPU ``deepspeed.comm`` is initialised first, or
 zero.Init sees world size 1 and fails its batch-size check.

@@ -14,6 +14,7 @@ from typing import Any
 
 from vlm_train.config import JobConfig
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.train import setup
 from vlm_train.train.callbacks import (
     FaultInjectionCallback,
@@ -60,7 +61,7 @@ def train_loop(config: dict[str, Any]) -> None:
     data = config["data"]
     train = setup.read_samples(Path(data["train"]))
     evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
-    collator = family.make_inputs(processor, cfg, image_roots=data["image_roots"], max_length=args.max_length)
+    collator = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length))
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     trainer = SFTTrainer(

@@ -10,6 +10,7 @@ from transformers import AutoProcessor
 
 from vlm_train.data.sample import Box, Message, Part, Sample, image, text
 from vlm_train.models import get_family
+from vlm_train.models.base import InputsConfig
 from vlm_train.models.common import freeze_groups
 from vlm_train.tools.crop import crop
 
@@ -43,7 +44,7 @@ def test_prompt_matches_hf_processor(env):
     proc, root = env
     s = multi_turn()
     prompt = Sample("p", s.messages[:4], image_sizes=s.image_sizes)
-    ours = FAM.make_inputs(proc, image_roots=[str(root)])([prompt], for_generation=True)
+    ours = FAM.make_inputs(proc, InputsConfig(image_roots=tuple([str(root)])))([prompt], for_generation=True)
     hf_msgs = [
         {"role": "system", "content": [{"type": "text", "text": "You are a grounding assistant."}]},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]},
@@ -60,7 +61,7 @@ def test_prompt_matches_hf_processor(env):
 def test_labels_follow_official_rule_and_crops_are_inputs(env):
     proc, root = env
     tok = proc.tokenizer
-    batch = FAM.make_inputs(proc, image_roots=[str(root)])([multi_turn()])
+    batch = FAM.make_inputs(proc, InputsConfig(image_roots=tuple([str(root)])))([multi_turn()])
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     learned = tok.decode([i for i, lab in zip(ids.tolist(), labels.tolist(), strict=True) if lab != -100])
     call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 0, 1000, 231]}}</tool_call>'
@@ -85,7 +86,7 @@ def test_labels_follow_official_rule_and_crops_are_inputs(env):
 
 def test_batch_padding_sides(env):
     proc, root = env
-    build = FAM.make_inputs(proc, image_roots=[str(root)])
+    build = FAM.make_inputs(proc, InputsConfig(image_roots=tuple([str(root)])))
     short = Sample("s", [Message("user", [image("a.png"), text("hi")]), Message("assistant", [text("ok")])])
     b = build([short, multi_turn()])
     assert b["attention_mask"][0, 0] == 1 and b["attention_mask"][0, -1] == 0  # right padded
@@ -96,10 +97,10 @@ def test_batch_padding_sides(env):
 def test_truncation_never_splits_an_image(env):
     proc, root = env
     tok = proc.tokenizer
-    full = FAM.make_inputs(proc, image_roots=[str(root)])([multi_turn()])
+    full = FAM.make_inputs(proc, InputsConfig(image_roots=tuple([str(root)])))([multi_turn()])
     ids = full["input_ids"][0].tolist()
     start_b = [i for i, t in enumerate(ids) if t == tok.convert_tokens_to_ids("<img>")][1]
-    cut = FAM.make_inputs(proc, image_roots=[str(root)], max_length=start_b + 5)([multi_turn()])
+    cut = FAM.make_inputs(proc, InputsConfig(image_roots=tuple([str(root)]), max_length=start_b + 5))([multi_turn()])
     assert cut["input_ids"].shape[1] == start_b  # cut moved back before b's <img>
     a_tiles = proc.image_processor(images=[Image.open(root / "a.png")], crop_to_patches=True, return_tensors="pt")["pixel_values"]
     assert torch.equal(cut["pixel_values"], a_tiles)  # b's tiles (and the crop's) dropped with it

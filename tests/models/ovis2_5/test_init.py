@@ -55,7 +55,7 @@ def test_import_vlm_train_is_light_and_registers_on_use(tiny_dir):
     assert out.stdout.strip().endswith("Ovis2_5")
 
 
-def test_assistant_header_hook_matches_generation_prompts(processor):
+def test_chat_assistant_header_matches_generation_prompts(processor):
     from vlm_train.data.sample import Message, Sample, text
     from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
 
@@ -63,5 +63,5 @@ def test_assistant_header_hook_matches_generation_prompts(processor):
     for thinking in (False, True):
         batch = Ovis2_5Inputs(processor, enable_thinking=thinking)([s], for_generation=True)
         prompt = processor.tokenizer.decode(batch["input_ids"][0])
-        assert prompt.endswith(FAMILY.hooks["assistant_header"](thinking))
-    assert FAMILY.hooks["assistant_header"](False).endswith("<think>\n\n</think>\n\n")
+        assert prompt.endswith(FAMILY.chat.assistant_header(thinking))
+    assert FAMILY.chat.assistant_header(False).endswith("<think>\n\n</think>\n\n")

@@ -1,4 +1,4 @@
-"""Model: official key names/shapes (A3), save/load with plain transformers, padding invariance."""
+"""Model: official key names/shapes, save/load with plain transformers, padding invariance."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vlm_train.models.ovis2_5.modeling import Ovis2_5
 
 
 def expected_keys(cfg: dict) -> dict[str, tuple[int, ...]]:
-    """The official state_dict (specs A3), written out independently of the model code."""
+    """The official state_dict (the public safetensors index of the model card), written out independently of the model code."""
     llm, vit = cfg["llm_config"], cfg["vit_config"]
     H, F, D = llm["hidden_size"], llm["intermediate_size"], llm["head_dim"]
     q, kv, V = llm["num_attention_heads"] * D, llm["num_key_value_heads"] * D, llm["vocab_size"]

@@ -1,4 +1,4 @@
-"""Chat format and labels (A6): thinking on/off, learned spans, tool calls and responses."""
+"""Chat format and labels: thinking on/off, learned spans, tool calls and responses."""
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ class ReadOptions:
     """
 
     image_root: str | None = None
-    box_text: Callable[[Box, int, int], str] = coords.internvl_box_text
-    prompt: Callable[[str], str] = coords.internvl_grounding_prompt
+    box_text: Callable[[Box, int, int], str] = coords.pixel_box_text
+    prompt: Callable[[str], str] = coords.plain_grounding_prompt
     json_coords: CoordSystem = "pixels"
 
     def root_for(self, path: str | Path) -> str:

@@ -1,4 +1,4 @@
-"""Ovis / InternVL conversation files (specs/seed_formats.md sections 1 and 2).
+"""Ovis / InternVL conversation files (docs/models.md, "Seed data formats").
 
 One record: ``{"id", "image": path | [paths], "video": path, "conversations": [{"from":
 "system"|"human"|"gpt", "value": "<image>\\n..."}]}`` in JSONL, a JSON list, or Ovis' wrapped

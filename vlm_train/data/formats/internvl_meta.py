@@ -1,4 +1,4 @@
-"""InternVL's meta JSON naming several datasets (specs/seed_formats.md section 2).
+"""InternVL's meta JSON naming several datasets (docs/models.md, "Seed data formats").
 
 ``{name: {"root": image_dir, "annotation": file.jsonl, "data_augment": false,
 "repeat_time": 1, "length": N}}``. Relative ``root`` and ``annotation`` paths are taken

@@ -1,4 +1,4 @@
-"""RefCOCO-style grounding JSONL (specs/seed_formats.md section 4, specs/models.md B8).
+"""RefCOCO-style grounding JSONL (docs/models.md, "RefCOCO protocol").
 
 ``{"image", "sent", "bbox": [x1, y1, x2, y2] (pixels), "width", "height"}``. The file holds a
 box, not a text answer: the reader renders the prompt and the answer with the family's

@@ -1,4 +1,4 @@
-"""Tool-call QnA JSONL of the seed's SFT + R-GRPO trainer (specs/seed_formats.md section 3).
+"""Tool-call QnA JSONL of the seed's SFT + R-GRPO trainer (docs/models.md, "Seed data formats").
 
 ``{"image_path": p, "QnA": [{"Q": question, "A3": "<think>..{Crop label [x1, y1, x2, y2]}..
 </think>\\n\\n<answer>..</answer>"}]}``: each question becomes its own sample; each crop call

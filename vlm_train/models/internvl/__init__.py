@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlm_train.models.base import Family
-from vlm_train.models.internvl.grounding import box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.base import Family, InputsConfig
+from vlm_train.models.chat import ChatFormat
+from vlm_train.models.internvl.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
 from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
@@ -30,15 +31,17 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     return model, processor
 
 
-def make_inputs(processor: Any, cfg: Any = None, image_roots=(), max_length: int | None = None) -> InternVLInputs:
-    kw = {}
-    if cfg is not None:
-        kw = dict(
-            max_image_pixels=cfg.data.max_image_pixels,
-            min_crop_size=cfg.tools.min_crop_size,
-            max_tiles=cfg.model.max_tiles,
-        )
-    return InternVLInputs(processor, image_roots=image_roots, max_length=max_length, **kw)
+def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
+    """The batch collator. InternVL3.5's template has no thinking switch (``enable_thinking``
+    is not read) and no video frames option here (``num_frames`` is not read)."""
+    return InternVLInputs(
+        processor,
+        image_roots=cfg.image_roots,
+        max_length=cfg.max_length,
+        max_image_pixels=cfg.max_image_pixels,
+        min_crop_size=cfg.min_crop_size,
+        max_tiles=cfg.max_tiles,
+    )
 
 
 def suppress_token_ids(processor: Any) -> list[int]:
@@ -48,6 +51,9 @@ def suppress_token_ids(processor: Any) -> list[int]:
 
 FAMILY = Family(
     name="internvl",
+    coords=COORDS,
+    # Qwen-style ChatML with the Qwen3 tool tags; no empty think block in prompts.
+    chat=ChatFormat(),
     load=load,
     make_inputs=make_inputs,
     tiny=tiny,
@@ -55,6 +61,7 @@ FAMILY = Family(
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
     suppress_token_ids=suppress_token_ids,
+    find_boxes=find_boxes,
     module_groups={
         "vision": ["model.vision_tower"],
         "projector": ["model.multi_modal_projector"],

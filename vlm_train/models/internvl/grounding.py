@@ -1,25 +1,24 @@
 """InternVL's grounding text: ``<ref>phrase</ref><box>[[x1, y1, x2, y2]]</box>``, integers
-0-1000 of the original image (specs/models.md B8)."""
+0-1000 of the original image (docs/models.md, "InternVL3.5"). The arithmetic is the shared
+``THOUSANDTHS`` convention of vlm_train/data/coords.py; this module holds only the syntax."""
 
 from __future__ import annotations
 
 import re
 
+from vlm_train.data.coords import FOUR_LIST, THOUSANDTHS, UNIT
 from vlm_train.data.sample import Box
+from vlm_train.data.toolcalls import tag_spans
+from vlm_train.models.base import FoundBox
+
+COORDS = THOUSANDTHS
 
 # The RefCOCO script's pattern: first [[a, b, c, d]] (brackets optional around the quad).
 _QUAD = re.compile(r"\[*\[\s*([-+]?\d*\.?\d+)\s*,\s*([-+]?\d*\.?\d+)\s*,\s*([-+]?\d*\.?\d+)\s*,\s*([-+]?\d*\.?\d+)\s*\]")
 
 
-def to_thousandths(box: Box, width: int, height: int) -> list[int]:
-    def q(v: float, n: int) -> int:
-        return int(min(1000, max(0, round(v / n * 1000))))
-
-    return [q(box.x1, width), q(box.y1, height), q(box.x2, width), q(box.y2, height)]
-
-
 def box_to_text(box: Box, width: int, height: int) -> str:
-    x1, y1, x2, y2 = to_thousandths(box, width, height)
+    x1, y1, x2, y2 = COORDS.to_text_values(box, width, height)
     return f"<box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
 
 
@@ -28,14 +27,24 @@ def grounding_answer(phrase: str, box: Box, width: int, height: int) -> str:
 
 
 def text_to_boxes(text: str, width: int, height: int) -> list[Box]:
-    """Every ``[x1, y1, x2, y2]`` quad in ``text`` as pixel boxes (0-1000 scale as in B8)."""
+    """Every ``[x1, y1, x2, y2]`` quad in ``text`` as pixel boxes (0-1000 scale)."""
     out = []
     for m in _QUAD.finditer(text[:20000]):
         v = [float(g) for g in m.groups()]
-        # B8: values summing to >= 4 are on the 0-1000 scale; smaller ones are already fractions.
-        if sum(v) >= 4:
-            v = [x / 1000 for x in v]
-        out.append(Box(v[0] * width, v[1] * height, v[2] * width, v[3] * height))
+        # The RefCOCO protocol: values summing to >= 4 are on the 0-1000 scale; smaller ones
+        # are already fractions of the image.
+        out.append((COORDS if sum(v) >= 4 else UNIT).to_box(v, width, height))
+    return out
+
+
+_FOUR = re.compile(FOUR_LIST)
+
+
+def find_boxes(text: str) -> list[FoundBox]:
+    """Quads inside ``<box>…</box>`` (``[[..],[..]]`` holds several), raw 0-1000 values."""
+    out = []
+    for s, i0, i1, _ in tag_spans(text, "<box>", "</box>"):
+        out += [FoundBox(m.start(), m.groups(), "quad_box", s) for m in _FOUR.finditer(text, i0, i1)]
     return out
 
 

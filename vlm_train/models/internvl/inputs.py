@@ -4,7 +4,7 @@ The text is rendered exactly as the checkpoint's chat template renders the same 
 (so prompt ids equal the HF processor's), each image placeholder is expanded to
 ``<img>`` + ``<IMG_CONTEXT>`` x (tokens per tile x tiles) + ``</img>`` as the processor does,
 and the whole string is tokenised once. Labels come from character spans: only assistant
-content and its ``<|im_end|>`` are learned (specs/models.md B6); crops returned by the tool
+content and its ``<|im_end|>`` are learned (docs/models.md, "InternVL3.5"); crops returned by the tool
 are inputs, never targets.
 
 Pixel tiles come from the checkpoint's own image processor, in the order the placeholders
@@ -13,6 +13,7 @@ appear, so batches may mix any number of images (and text-only samples) per row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +22,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vlm_train.data.media import load_image
+from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Part, Sample, prompt_messages
-from vlm_train.models.internvl.grounding import to_thousandths
+from vlm_train.models.internvl.grounding import COORDS
 from vlm_train.models.internvl.template import IMAGE_TOKEN
-from vlm_train.tools.crop import crop
 
 IGNORE = -100
 
@@ -41,7 +41,7 @@ def tool_call_text(part: Part, size: tuple[int, int] | None) -> str:
     """``<tool_call>{json}</tool_call>`` with the box in InternVL's 0-1000 convention."""
     args: dict[str, Any] = {}
     if part.box is not None and size is not None:
-        args["bbox_2d"] = to_thousandths(part.box, *size)
+        args["bbox_2d"] = COORDS.to_values(part.box, *size)
     if part.label:
         args["label"] = part.label
     return "<tool_call>" + json.dumps({"name": part.tool or "crop", "arguments": args}) + "</tool_call>"
@@ -72,15 +72,18 @@ class InternVLInputs:
         self.end_id = self.tok.convert_tokens_to_ids(processor.end_image_token)
 
     # ---- rendering ---------------------------------------------------------------------
-    def _open(self, path: str) -> Image.Image:
-        return load_image(path, self.image_roots, self.max_image_pixels)
-
     def render(self, sample: Sample, images: Sequence[Image.Image] | None, for_generation: bool) -> Rendered:
         msgs = sample.messages
         if for_generation:
             # Prompt: everything before the final answer, then the assistant header.
             msgs = prompt_messages(msgs)
-        it = iter(images) if images is not None else None
+        if images is None:
+            # The one crop-at-render path (data/media.py -> tools/crop.py), shared by families.
+            images = load_sample_images(
+                dataclasses.replace(sample, messages=msgs), self.image_roots, self.max_image_pixels,
+                min_crop_size=self.min_crop_size,
+            )
+        it = iter(images)
         text, spans, out_images = [], [], []
         pos = 0
         originals: dict[str, Image.Image] = {}
@@ -96,14 +99,7 @@ class InternVLInputs:
 
         def next_image(part: Part) -> Image.Image:
             nonlocal last_size
-            if it is not None:
-                im = next(it)
-            elif part.type == "tool_response" and part.source and part.box is not None:
-                src = originals.get(part.source) or self._open(part.source)
-                im = crop(src, part.box, self.min_crop_size)
-            else:
-                im = self._open(part.media)
-                originals[part.media] = im
+            im = next(it)
             if part.type == "image":
                 last_size = im.size
                 if part.media:

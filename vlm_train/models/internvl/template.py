@@ -1,4 +1,4 @@
-"""InternVL3.5 (-HF) tokens and chat template (specs/models.md B6).
+"""InternVL3.5 (-HF) tokens and chat template (docs/models.md, "InternVL3.5").
 
 The Python renderer ``render`` and the Jinja ``CHAT_TEMPLATE`` produce the same text; the
 renderer also reports character spans of every assistant turn so labels can be derived

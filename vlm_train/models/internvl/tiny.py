@@ -31,7 +31,7 @@ def build_processor(out_dir: Path | None, image_size: int, max_tiles: int = 4, c
         extra_special_tokens=dict(TOKENIZER_EXTRAS),
         chat_template=CHAT_TEMPLATE,
     )
-    # InternVL normalises with ImageNet statistics and resizes bicubically (specs B5).
+    # InternVL normalises with ImageNet statistics and resizes bicubically (docs/models.md, "InternVL3.5").
     image_processor = GotOcr2ImageProcessor(
         size={"height": image_size, "width": image_size},
         crop_to_patches=True,

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlm_train.models.base import Family
-from vlm_train.models.ovis2_5.grounding import box_to_text, grounding_prompt, text_to_boxes
+from vlm_train.models.base import Family, InputsConfig
+from vlm_train.models.chat import ChatFormat
+from vlm_train.models.ovis2_5.constants import EMPTY_THINK
+from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
 
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
@@ -43,20 +45,20 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     return model, processor
 
 
-def make_inputs(
-    processor: Any,
-    cfg: Any = None,
-    image_roots: Any = (),
-    max_length: int | None = None,
-    enable_thinking: bool = False,
-):
-    """The batch collator (``Ovis2_5Inputs``); ``cfg`` (a JobConfig) supplies data settings."""
+def make_inputs(processor: Any, cfg: InputsConfig):
+    """The batch collator (``Ovis2_5Inputs``). ``max_tiles`` is not read: Ovis2.5 sizes
+    images natively (no tiles)."""
     from vlm_train.models.ovis2_5.inputs import Ovis2_5Inputs
 
-    kw: dict[str, Any] = {}
-    if cfg is not None:
-        kw = dict(num_frames=cfg.data.num_frames, max_image_pixels=cfg.data.max_image_pixels)
-    return Ovis2_5Inputs(processor, image_roots=image_roots, max_length=max_length, enable_thinking=enable_thinking, **kw)
+    return Ovis2_5Inputs(
+        processor,
+        image_roots=cfg.image_roots,
+        max_length=cfg.max_length,
+        enable_thinking=cfg.enable_thinking,
+        num_frames=cfg.num_frames,
+        max_image_pixels=cfg.max_image_pixels,
+        min_crop_size=cfg.min_crop_size,
+    )
 
 
 def tiny(out_dir: str | Path, seed: int = 0, **kw: Any) -> Path:
@@ -75,26 +77,18 @@ def suppress_token_ids(processor: Any) -> list[int]:
     return [vocab[t] for t in UNUSED_VISION_TOKENS if t in vocab]
 
 
-def generate(model: Any, inputs: dict[str, Any], tokenizer: Any, *, budget: int | None, max_new_tokens: int, **kw: Any):
-    """Generation with the official thinking budget (vlm_train/infer/thinking.py)."""
-    from vlm_train.infer.thinking import generate_with_budget
-    from vlm_train.models.ovis2_5.inputs import select_rows
+def select_rows(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
+    """Sub-batch of a generation batch (pixel rows follow their samples' grids)."""
+    from vlm_train.models.ovis2_5.inputs import select_rows as select
 
-    return generate_with_budget(
-        model, inputs, budget, max_new_tokens, tokenizer, select_rows=select_rows, **kw
-    )
-
-
-def assistant_header(enable_thinking: bool = False) -> str:
-    """Text that opens an assistant turn in a prompt (e.g. after a rollout's tool turn): with
-    thinking off Ovis2.5 prompts carry the empty think block, as its chat template does."""
-    from vlm_train.models.ovis2_5.constants import EMPTY_THINK
-
-    return "<|im_start|>assistant\n" + ("" if enable_thinking else EMPTY_THINK)
+    return select(batch, rows)
 
 
 FAMILY = Family(
     name="ovis2_5",
+    coords=COORDS,
+    # Qwen3 ChatML; with thinking off the generation prompt carries the empty think block.
+    chat=ChatFormat(empty_think=EMPTY_THINK),
     load=load,
     make_inputs=make_inputs,
     tiny=tiny,
@@ -102,6 +96,7 @@ FAMILY = Family(
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
     suppress_token_ids=suppress_token_ids,
+    find_boxes=find_boxes,
     module_groups={
         "vision": ["visual_tokenizer.vit"],
         "projector": ["visual_tokenizer.head", "vte"],
@@ -110,5 +105,5 @@ FAMILY = Family(
     # One regex (peft matches full module names): the LLM's projections only; the ViT's
     # self_attn.{q,k,v}_proj share those names.
     lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
-    hooks={"generate": generate, "assistant_header": assistant_header},
+    select_rows=select_rows,
 )

@@ -1,4 +1,4 @@
-"""Attention over a packed sequence of images/frames, one segment per frame (specs A1, A9).
+"""Attention over a packed sequence of images/frames, one segment per frame (docs/models.md, "Ovis2.5").
 
 Every backend computes the same thing: softmax attention restricted to the segments given
 by ``cu_seqlens``. On CPU it is sdpa with a block-diagonal boolean mask; on CUDA it is

@@ -1,4 +1,4 @@
-"""Configuration classes of Ovis2.5 (specs/models.md A2).
+"""Configuration classes of Ovis2.5 (docs/models.md, "Ovis2.5").
 
 ``Ovis2_5_Config`` reads the official checkpoints' ``config.json`` as it is: the language model
 under ``llm_config`` (a Qwen3 config) and the vision tower under ``vit_config``

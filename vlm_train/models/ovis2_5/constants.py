@@ -1,4 +1,4 @@
-"""Ovis2.5 placeholder ids (specs/models.md A4) and fixed texts (A6, A7).
+"""Ovis2.5 placeholder ids and fixed texts (docs/models.md, "Ovis2.5").
 
 The placeholders are negative so they can never collide with a real vocabulary id; the model
 replaces them with visual embeddings before the language model sees them.
@@ -21,8 +21,3 @@ IGNORE_INDEX = -100
 
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 THINK_END = "</think>"
-# Appended verbatim when phase 1 of budgeted thinking ends without </think> (A7).
-BUDGET_STOP_TEXT = (
-    "\n\nConsidering the limited time by the user, I have to give the solution based on the "
-    "thinking directly now.\n</think>\n\n"
-)

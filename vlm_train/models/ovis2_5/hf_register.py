@@ -1,8 +1,8 @@
 """Registration of Ovis2.5 with transformers' Auto classes, without slowing ``import vlm_train``.
 
 ``config.py`` registers the config classes with ``AutoConfig`` and ``modeling.py`` registers
-the model with ``AutoModelForCausalLM`` when they are imported. ``install()`` (called by
-``vlm_train/__init__.py``) makes sure that happens in any process that imported vlm_train,
+the model with ``AutoModelForCausalLM`` when they are imported. ``install()`` (called through
+``vlm_train.models.install_hf_auto`` when vlm_train is imported) makes sure that happens in any process that imported vlm_train,
 so ``AutoModelForCausalLM.from_pretrained(ovis_dir)`` works with no remote code while
 ``import vlm_train`` itself imports neither torch nor transformers:
 

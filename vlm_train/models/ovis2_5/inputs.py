@@ -1,4 +1,4 @@
-"""Ovis2.5 input builder: canonical samples -> a padded batch for training or generation (A9).
+"""Ovis2.5 input builder: canonical samples -> a padded batch for training or generation (docs/models.md, "Ovis2.5").
 
 Per sample: render (template.py), tokenize text segments, expand each visual to
 ``[start] + [atom] * (t*h*w/4) + [end]`` and patchify its pixels. Per batch: right padding with
@@ -53,8 +53,10 @@ class Ovis2_5Inputs:
         max_length: int | None = None,
         num_frames: int | None = None,
         max_image_pixels: int = 64_000_000,
+        min_crop_size: int = 4,
     ):
         self.processor = processor
+        self.min_crop_size = min_crop_size
         self.num_frames = num_frames or processor.num_frames
         self.max_image_pixels = max_image_pixels
         self.tokenizer = processor.tokenizer
@@ -81,7 +83,9 @@ class Ovis2_5Inputs:
         if images is not None and len(images) == len(parts):
             return list(images)
         if images is None:
-            images = load_sample_images(sample, self.image_roots, max_pixels=self.max_image_pixels)
+            images = load_sample_images(
+                sample, self.image_roots, max_pixels=self.max_image_pixels, min_crop_size=self.min_crop_size
+            )
         if len(images) != len(parts) - n_videos:
             raise ValueError(
                 f"sample {sample.id}: {len(parts) - n_videos} image parts but {len(images)} images given"

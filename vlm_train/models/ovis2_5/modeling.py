@@ -1,4 +1,4 @@
-"""Ovis2.5 model: visual tokenizer -> probabilistic visual tokens -> vte -> Qwen3 (specs A1, A4).
+"""Ovis2.5 model: visual tokenizer -> probabilistic visual tokens -> vte -> Qwen3 (docs/models.md, "Ovis2.5").
 
 A ``PreTrainedModel`` registered with ``AutoModelForCausalLM`` (see ``hf_register``), so the
 official checkpoints load with plain ``from_pretrained`` and no remote code. Parameter names

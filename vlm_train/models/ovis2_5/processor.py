@@ -1,4 +1,4 @@
-"""Ovis2.5 image/video preprocessing and the processor saved next to a checkpoint (specs A5).
+"""Ovis2.5 image/video preprocessing and the processor saved next to a checkpoint (docs/models.md, "Ovis2.5").
 
 Pipeline per visual: ``smart_resize`` to multiples of ``patch_size * hidden_stride`` within
 [min_pixels, max_pixels] -> bilinear resize -> rescale 1/255, normalise mean = std = 0.5 ->

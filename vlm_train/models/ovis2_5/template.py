@@ -1,4 +1,4 @@
-"""Ovis2.5 chat format (specs A6) rendered from canonical samples, with the label rule.
+"""Ovis2.5 chat format (docs/models.md, "Ovis2.5") rendered from canonical samples, with the label rule.
 
 Training (the official SFT formatter): every message is ``<|im_start|>{role}\\n...<|im_end|>\\n``;
 user/system items are joined by "\\n" (an image then text gives ``<image>\\nText``); every
@@ -34,7 +34,7 @@ QWEN3_SPECIAL_TOKENS = [
 # Qwen's vision tokens: Ovis never uses them, so they are suppressed in generation.
 UNUSED_VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
 
-# The HF template (A6) as Jinja, for tokenizer.apply_chat_template users.
+# The HF template as Jinja, for tokenizer.apply_chat_template users.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' -}}"

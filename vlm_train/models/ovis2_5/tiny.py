@@ -18,7 +18,7 @@ def build_tokenizer(corpus: list[str] | None = None, coordinate_tokens: bool = T
     """Byte-level BPE with Qwen3's special tokens (<think>, <tool_call>, ...) and chat template.
 
     With ``coordinate_tokens`` every Ovis coordinate value "0.000".."0.999" is one token: the
-    text format stays the official one, but a tiny model learns boxes far faster (DESIGN.md).
+    text format stays the official one, but a tiny model learns boxes far faster (docs/models.md, "Tiny models on CPU").
     """
     from transformers import TokenizersBackend
 

@@ -1,4 +1,4 @@
-"""SigLIP2 NaViT vision tower of Ovis2.5 (specs/models.md A1), written from the spec.
+"""SigLIP2 NaViT vision tower of Ovis2.5 (docs/models.md, "Ovis2.5").
 
 All images and video frames of a batch are packed into one sequence of patches; attention is
 restricted to each frame (``cu_seqlens``). Patches arrive already in 2x2-merge order (the
