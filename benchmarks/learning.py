@@ -35,7 +35,7 @@ def run(seed: int, args) -> dict:
         f"grpo.learning_rate={args.grpo_lr}",
     ])
     t0 = time.perf_counter()
-    report = run_pipeline(cfg)
+    report = run_pipeline(cfg).report
     report["_seconds"] = time.perf_counter() - t0
     return report
 

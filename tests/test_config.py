@@ -29,6 +29,9 @@ BAD = [
     ("fraction out of range", ["data.max_error_fraction=2"], "data.max_error_fraction: must be in [0, 1]"),
     ("missing data file", ["data.train=[{path: /no/such.jsonl}]"], "data.train[0].path: data file not found"),
     ("unknown stage", ["stages=[sft, dpo]"], "stages: unknown stage 'dpo'"),
+    ("eval not last", ["stages=[eval, sft]"], "stages: eval comes once, last"),
+    ("removed field", ["model.trust_remote_code=true"], "model.trust_remote_code: unknown key"),
+    ("launcher-owned seed", ["sft.seed=3"], "sft.seed: is set by the launcher from run.seed"),
     ("override syntax", ["sft.max_steps"], "override must look like key.path=value"),
 ]
 
@@ -100,3 +103,78 @@ def test_exponent_floats_without_dot(repo, monkeypatch):
     monkeypatch.chdir(repo)
     cfg = load_config(BASE, ["sft.learning_rate=1e-4", "sft.weight_decay=5E-2"])
     assert cfg.sft["learning_rate"] == 1e-4 and cfg.sft["weight_decay"] == 0.05
+
+
+# ---- sections that build what they describe ------------------------------------------------
+DS = {"zero2": "configs/deepspeed/zero2.json", "zero3": "configs/deepspeed/zero3.json", "offload": "configs/deepspeed/zero3_offload.json"}
+
+
+@pytest.mark.parametrize("name", list(DS))
+def test_deepspeed_dict_on_cpu(name, repo):
+    from vlm_train.config import DeepSpeedConfig
+
+    ds = DeepSpeedConfig(str(repo / DS[name])).build(cuda=False, dtype="float32")
+    # fp32 on CPU: bf16 off, no fp16 section, offload buffers not pinned; the rest as written.
+    assert ds["bf16"] == {"enabled": False} and "fp16" not in ds
+    assert ds["zero_optimization"]["stage"] == (2 if name == "zero2" else 3)
+    for k in ("offload_optimizer", "offload_param"):
+        if name == "offload":
+            assert ds["zero_optimization"][k] == {"device": "cpu", "pin_memory": False}
+        else:
+            assert k not in ds["zero_optimization"]
+    assert ds["train_micro_batch_size_per_gpu"] == "auto"  # HF fills batch sizes from the trainer args
+
+
+@pytest.mark.parametrize("name", list(DS))
+def test_deepspeed_dict_on_gpu(name, repo):
+    from vlm_train.config import DeepSpeedConfig
+
+    ds = DeepSpeedConfig(str(repo / DS[name])).build(cuda=True, dtype="bfloat16")
+    assert ds["bf16"] == {"enabled": True} and "fp16" not in ds
+    if name == "offload":
+        assert ds["zero_optimization"]["offload_param"]["pin_memory"] is True
+    fp16 = DeepSpeedConfig(str(repo / DS[name])).build(cuda=True, dtype="float16")
+    assert fp16["fp16"]["enabled"] is True and fp16["bf16"] == {"enabled": False}
+    assert DeepSpeedConfig(str(repo / DS[name])).zero_stage == (2 if name == "zero2" else 3)
+
+
+def test_no_deepspeed_is_ddp():
+    from vlm_train.config import DeepSpeedConfig
+
+    assert DeepSpeedConfig(None).build(cuda=True, dtype="bfloat16") is None and DeepSpeedConfig(None).zero_stage is None
+
+
+def test_removed_and_dead_fields(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    with pytest.raises(ConfigError, match=r"model.trust_remote_code: unknown key"):
+        load_config(BASE, ["model.trust_remote_code=false"])
+    cfg = load_config(BASE, ["tools.crop=false", "tools.max_calls=3"])
+    assert cfg.tools.call_limit == 0
+    assert load_config(BASE, ["tools.max_calls=3"]).tools.call_limit == 3
+
+
+@pytest.mark.parametrize("stages,message", [
+    ("[eval, sft]", "eval comes once, last"),
+    ("[sft, sft]", "listed twice"),
+    ("[]", "empty"),
+])
+def test_bad_stage_lists(stages, message, repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    with pytest.raises(ConfigError, match=message):
+        load_config(BASE, [f"stages={stages}"])
+
+
+def test_synthetic_and_train_sources_together_is_an_error(repo, monkeypatch, tmp_path):
+    monkeypatch.chdir(repo)
+    (tmp_path / "t.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"data.synthetic: is not used when data.train is given"):
+        load_config(BASE, [f"data.train=[{{path: {tmp_path / 't.jsonl'}}}]"])
+    load_config(BASE, [f"data.train=[{{path: {tmp_path / 't.jsonl'}}}]", "data.synthetic=null"])
+
+
+def test_eval_stage_needs_an_eval_split(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    with pytest.raises(ConfigError, match=r"stages: eval needs an eval split"):
+        load_config(BASE, ["stages=[sft, eval]", "data.synthetic.n_eval=0"])
+    cfg = load_config(BASE, ["stages=[eval]"])
+    assert cfg.evaluate and cfg.training_stages == []

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vlm_train.config import load_config
-from vlm_train.launch.ray_launch import describe
+from vlm_train.launch.plan import describe
 
 CONFIGS = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
 
@@ -31,4 +31,5 @@ def test_shipped_config_is_valid(path, repo, monkeypatch, tmp_path, tiny_internv
             overrides.append(f"data.{split}=[{items}]")
     cfg = load_config(path, overrides)
     plan = describe(cfg)
-    assert plan["world_size"] >= 1 and plan["global_batch_size"] >= 1
+    assert plan["world_size"] >= 1 and list(plan["stages"]) == cfg.training_stages
+    assert all(s["global_batch_size"] >= 1 for s in plan["stages"].values())

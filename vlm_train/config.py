@@ -4,11 +4,13 @@
 
 Our own sections are declared below; ``sft:`` and ``grpo:`` pass straight through to TRL's
 ``SFTConfig`` / ``GRPOConfig`` (their field names are checked against TRL, so a typo is an
-error that names the key, not a silently ignored option).
+error that names the key, not a silently ignored option). The fields the launcher sets itself
+are listed once, in ``vlm_train.train.args.OWNED``; a user value for one is an error too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 
 from vlm_train.cluster.storage_path import check_storage_path
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
+from vlm_train.run_dir import RunDir
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
 
@@ -70,8 +73,6 @@ class ModelConfig:
     """auto: bfloat16 on GPU, float32 on CPU."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     """auto: flash_attention_2 when flash-attn is installed and a GPU is present, else sdpa."""
-    trust_remote_code: bool = False
-    """Never needed for the supported families; kept so that turning it on is an explicit act."""
     max_pixels: int | None = None
     """Upper bound on image pixels fed to the processor (family default when None)."""
     max_tiles: int | None = None
@@ -79,6 +80,12 @@ class ModelConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+
+    def resolved_dtype(self, cuda: bool) -> str:
+        """The torch dtype name the model is loaded in, and the precision training runs at."""
+        if self.dtype == "auto":
+            return "bfloat16" if cuda else "float32"
+        return self.dtype
 
     def validate(self, prefix: str) -> None:
         from vlm_train.models import FAMILIES
@@ -140,9 +147,16 @@ class DataConfig:
     max_image_pixels: int = 64_000_000
     """Decompression-bomb cap: images whose header claims more pixels are rejected."""
 
+    @property
+    def has_eval_split(self) -> bool:
+        """Eval sources, or synthetic data (used only without train sources) with n_eval > 0."""
+        return bool(self.eval) or (not self.train and self.synthetic is not None and self.synthetic.n_eval > 0)
+
     def validate(self, prefix: str) -> None:
         if not self.train and self.synthetic is None:
             raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
+        if self.train and self.synthetic is not None:
+            raise ConfigError(f"{prefix}.synthetic", "is not used when data.train is given; remove one (data.synthetic=null)")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
         if self.num_frames < 1:
@@ -155,12 +169,19 @@ class DataConfig:
 @dataclass
 class ToolsConfig:
     crop: bool = True
+    """Offer the crop tool in rollouts; false: a rollout never executes a call."""
     max_calls: int = 2
+    """Crop calls executed per rollout (when ``crop`` is on)."""
     min_crop_size: int = 4
     """Crops smaller than this many pixels per side are grown around their centre."""
     thinking_budget: int | None = None
     """Rollouts: after this many sampled tokens without </think>, append the official stop text
     (Ovis2.5's thinking-budget algorithm, applied to every family) and continue."""
+
+    @property
+    def call_limit(self) -> int:
+        """Crop calls a rollout may execute: 0 when the tool is off."""
+        return self.max_calls if self.crop else 0
 
     def validate(self, prefix: str) -> None:
         if self.max_calls < 0:
@@ -210,6 +231,35 @@ class DeepSpeedConfig:
     config: str | None = "configs/deepspeed/zero2.json"
     """A DeepSpeed JSON; null trains with plain DDP."""
 
+    def build(self, cuda: bool, dtype: str) -> dict[str, Any] | None:
+        """The DeepSpeed dict for the device at hand (the one place it is made).
+
+        Precision follows the resolved ``model.dtype`` (the same value the TrainingArguments
+        get): bf16 or fp16 enabled on a GPU, neither on CPU (bf16 autocast on CPU is slow and
+        fp16 unsupported). Offload buffers are not pinned without CUDA (pinning needs it).
+        """
+        if self.config is None:
+            return None
+        ds = json.loads(Path(self.config).read_text())
+        if dtype == "float16":
+            ds["fp16"] = {**ds.get("fp16", {}), "enabled": True}
+        else:
+            ds.pop("fp16", None)
+        ds["bf16"] = {"enabled": dtype == "bfloat16"}
+        if not cuda:
+            zo = ds.get("zero_optimization", {})
+            for k in ("offload_optimizer", "offload_param"):
+                if k in zo:
+                    zo[k]["pin_memory"] = False
+        return ds
+
+    @property
+    def zero_stage(self) -> int | None:
+        """ZeRO stage of the configured JSON (None: plain DDP)."""
+        if self.config is None:
+            return None
+        return int(json.loads(Path(self.config).read_text()).get("zero_optimization", {}).get("stage", 0))
+
     def validate(self, prefix: str) -> None:
         if self.config is not None and not Path(self.config).is_file():
             raise ConfigError(f"{prefix}.config", f"DeepSpeed config not found: {self.config}")
@@ -246,6 +296,9 @@ class JobConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     run: RunConfig = field(default_factory=RunConfig)
     stages: list[str] = field(default_factory=lambda: ["sft"])
+    """Training stages in order (sft, grpo), optionally ending in ``eval``: evaluate the input
+    model and every stage's final model on the eval split. ``[eval]`` alone evaluates
+    ``model.path``."""
     sft: dict[str, Any] = field(default_factory=dict)
     """Passed to trl.SFTConfig."""
     grpo: dict[str, Any] = field(default_factory=dict)
@@ -254,8 +307,16 @@ class JobConfig:
     """The YAML file this config came from (set by the loader)."""
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.run.storage_path).absolute() / self.run.name
+    def run_dir(self) -> RunDir:
+        return RunDir(Path(self.run.storage_path).absolute() / self.run.name)
+
+    @property
+    def training_stages(self) -> list[str]:
+        return [s for s in self.stages if s != "eval"]
+
+    @property
+    def evaluate(self) -> bool:
+        return "eval" in self.stages
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -271,8 +332,7 @@ class JobConfig:
 
 
 TRL_SECTIONS = {"sft": "SFTConfig", "grpo": "GRPOConfig"}
-# Keys the launcher owns; setting them in sft:/grpo: would fight the launcher.
-_RESERVED = {"output_dir", "deepspeed", "local_rank", "use_cpu", "report_to", "logging_dir"}
+STAGES = ("sft", "grpo", "eval")
 
 
 def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:
@@ -280,11 +340,15 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
 
     import trl
 
+    from vlm_train.train.args import check_user_args
+
     cls = getattr(trl, TRL_SECTIONS[section])
     names = {f.name for f in dc.fields(cls)}
+    try:
+        check_user_args(section, values)
+    except ConfigError as e:
+        raise ConfigError(e.key, e.reason, file) from None
     for k, v in values.items():
-        if k in _RESERVED:
-            raise ConfigError(f"{section}.{k}", "is set by the launcher; remove it from the config", file)
         if k not in names:
             raise ConfigError(f"{section}.{k}", f"unknown {cls.__name__} field", file)
         default = next(f for f in dc.fields(cls) if f.name == k).default
@@ -321,10 +385,22 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
         if check_trl and getattr(cfg, section):
             _check_trl_section(section, getattr(cfg, section), file)
     absolutise(cfg)
-    bad = [s for s in cfg.stages if s not in ("sft", "grpo", "eval")]
-    if bad:
-        raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: sft, grpo, eval)", file)
+    _check_stages(cfg, file)
     return cfg
+
+
+def _check_stages(cfg: JobConfig, file: str | None) -> None:
+    bad = [s for s in cfg.stages if s not in STAGES]
+    if bad:
+        raise ConfigError("stages", f"unknown stage {bad[0]!r} (known: {', '.join(STAGES)})", file)
+    if not cfg.stages:
+        raise ConfigError("stages", "empty: name at least one of sft, grpo, eval", file)
+    if "eval" in cfg.stages[:-1] or cfg.stages.count("eval") > 1:
+        raise ConfigError("stages", "eval comes once, last (it evaluates the input model and every stage's model)", file)
+    if len(set(cfg.training_stages)) != len(cfg.training_stages):
+        raise ConfigError("stages", f"a stage is listed twice: {cfg.stages}", file)
+    if cfg.evaluate and not cfg.data.has_eval_split:
+        raise ConfigError("stages", "eval needs an eval split: give data.eval sources or data.synthetic.n_eval > 0", file)
 
 
 def absolutise(cfg: JobConfig) -> None:

@@ -53,3 +53,12 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     assert (run / "stages" / "sft.resumes.jsonl").read_text() == starts
     assert (run / "eval" / "sft.json").stat().st_mtime == mtime
     assert json.loads((run / "report.json").read_text())["sft"]["eval"] == report["sft"]["eval"]
+
+    # stages: [eval] alone evaluates model.path (here the SFT model) and trains nothing.
+    sft_model = report["sft"]["model"]
+    assert pipeline.main([CFG, f"run.storage_path={storage}", "run.name=evalonly", f"cluster.address={ray_cluster.gcs_address}",
+                          "stages=[eval]", f"model.path={sft_model}"]) == 0
+    only = json.loads((storage / "evalonly" / "report.json").read_text())
+    assert list(only) == ["base"] and only["base"]["eval"]["n"] == 32
+    assert only["base"]["eval"]["acc"] == report["sft"]["eval"]["acc"]  # greedy decoding: the same model, the same result
+    assert not (storage / "evalonly" / "stages").exists()

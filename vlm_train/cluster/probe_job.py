@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "worker_nodes": sorted({w["node_id"] for w in workers}),
         "cluster_resources": ray.cluster_resources(),
     }
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "probe.json").write_text(json.dumps(report, indent=2))
-    print(f"probe_job: {len(workers)} workers on {len(report['worker_nodes'])} node(s); wrote {cfg.run_dir / 'probe.json'}", flush=True)
+    cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
+    cfg.run_dir.probe.write_text(json.dumps(report, indent=2))
+    print(f"probe_job: {len(workers)} workers on {len(report['worker_nodes'])} node(s); wrote {cfg.run_dir.probe}", flush=True)
     sleep_s = float(os.environ.get("VLM_TRAIN_PROBE_SLEEP_S", "0"))
     if sleep_s > 0:
         print(f"probe_job: sleeping {sleep_s:.0f}s", flush=True)

@@ -57,7 +57,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], str, Path]:
     cfg = load_config(args.config, overrides, check_trl=False)
     run_dir = cfg.run_dir
     req = SlurmRequest(pool=pool, nodes=args.nodes, job_name=f"vlm_train-{cfg.run.name}",
-                       output=str(run_dir / "slurm-%j.out"), exclusive=args.exclusive, time=args.time,
+                       output=str(run_dir.slurm_log("%j")), exclusive=args.exclusive, time=args.time,
                        extra=list(args.sbatch_arg))
     argv = sbatch_command(req, args.config, overrides, args.job)
     return argv, req.script_header(), run_dir
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         print("vlm-train slurm: sbatch not found on PATH (run this on a SLURM login node)", file=sys.stderr)
         return 2
     # The batch log goes to the run dir: SLURM does not create missing directories.
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"vlm-train slurm: sbatch failed ({r.returncode}): {r.stderr.strip()}", file=sys.stderr)
         return r.returncode
     job_id = r.stdout.strip().split(";")[0]
-    print(f"submitted job {job_id}; log: {run_dir / f'slurm-{job_id}.out'}; Ray/job logs: {run_dir / f'slurm-{job_id}'}/")
+    print(f"submitted job {job_id}; log: {run_dir.slurm_log(job_id)}; Ray/job logs: {run_dir.slurm_dir(job_id)}/")
     return 0

@@ -174,7 +174,7 @@ def run_check(a: argparse.Namespace) -> int:
         if a.family:
             model_cfg = dataclasses.replace(model_cfg, family=a.family)
         max_length = (cfg.sft or {}).get("max_length")
-        work_dir = work_dir or str(cfg.run_dir / "data")
+        work_dir = work_dir or str(cfg.run_dir.data)
     else:
         missing = [t for t in targets if not Path(t).is_file()]
         if missing:

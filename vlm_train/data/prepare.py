@@ -31,16 +31,12 @@ class PreparedData:
         return {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items()}
 
 
-def data_dir(cfg: JobConfig) -> Path:
-    return cfg.run_dir / "data"
-
-
 def prepare_data(cfg: JobConfig, family) -> PreparedData:
     """Load every split named by ``cfg.data`` into ``<run_dir>/data``; idempotent for a run."""
     from vlm_train.data.load import load_dataset
 
-    out = data_dir(cfg)
-    meta = out / "prepared.json"
+    run = cfg.run_dir
+    out, meta = run.data, run.prepared
     if meta.is_file():  # a resubmitted run trains on the very same samples
         d = json.loads(meta.read_text())
         return PreparedData(
@@ -48,15 +44,14 @@ def prepare_data(cfg: JobConfig, family) -> PreparedData:
         )
     out.mkdir(parents=True, exist_ok=True)
     train = load_dataset(cfg.data, split="train", work_dir=out, family=family)
-    has_eval = bool(cfg.data.eval) or (not cfg.data.train and cfg.data.synthetic is not None and cfg.data.synthetic.n_eval > 0)
-    evals = load_dataset(cfg.data, split="eval", work_dir=out, family=family) if has_eval else None
-    _write(out / "train.jsonl", train.samples)
+    evals = load_dataset(cfg.data, split="eval", work_dir=out, family=family) if cfg.data.has_eval_split else None
+    _write(run.split("train"), train.samples)
     if evals is not None:
-        _write(out / "eval.jsonl", evals.samples)
+        _write(run.split("eval"), evals.samples)
     roots = sorted(set(train.image_roots) | set(evals.image_roots if evals else []))
     skipped = len(train.errors) + (len(evals.errors) if evals else 0)
     p = PreparedData(
-        out / "train.jsonl", out / "eval.jsonl" if evals else None, roots, len(train.samples), len(evals.samples) if evals else 0, skipped
+        run.split("train"), run.split("eval") if evals else None, roots, len(train.samples), len(evals.samples) if evals else 0, skipped
     )
     meta.write_text(json.dumps(p.to_json(), indent=2))
     log.info("data: %d train, %d eval samples, %d skipped", p.n_train, p.n_eval, p.n_skipped)

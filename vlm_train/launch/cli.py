@@ -1,4 +1,5 @@
-"""What every job entry point shares: argument parsing, config errors -> exit 2, dry run."""
+"""What every job entry point shares: argument parsing, config errors -> exit 2, dry run, and
+running the pipeline with the job's exit codes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from typing import Any
 
 from vlm_train.config import ConfigError, JobConfig, dump_config, load_config
@@ -13,8 +15,11 @@ from vlm_train.config import ConfigError, JobConfig, dump_config, load_config
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
 
 
-def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespace, JobConfig]:
-    """Parse ``CONFIG [key=value ...] [--dry-run]``; exit 2 with a clear message on any config error."""
+def parse(argv: list[str] | None, prog: str, doc: str, stages: list[str] | None = None) -> tuple[argparse.Namespace, JobConfig]:
+    """Parse ``CONFIG [key=value ...] [--dry-run]``; exit 2 with a clear message on any config error.
+
+    ``stages``: the job's own stage list, replacing the config's (jobs.sft runs [sft] alone).
+    """
     ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", help="YAML job config")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.max_steps=10 run.name=try2")
@@ -22,8 +27,10 @@ def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespa
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, args.overrides)
-        from vlm_train.launch.ray_launch import describe
+        cfg = load_config(args.config, args.overrides)  # the config's own stages are checked too
+        if stages is not None:
+            cfg = replace(cfg, stages=list(stages))
+        from vlm_train.launch.plan import describe
 
         plan = describe(cfg)  # pool lookups and capacity checks happen here, before Ray
     except ConfigError as e:
@@ -45,3 +52,26 @@ def parse(argv: list[str] | None, prog: str, doc: str) -> tuple[argparse.Namespa
 def fail(msg: str, code: int = EXIT_FAILED) -> Any:
     print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def run_job(cfg: JobConfig) -> int:
+    """Run the pipeline over ``cfg.stages``; print what each stage did and the report table.
+
+    Returns the exit code: 0 done, 1 a stage failed, 3 a stage stopped before its end.
+    """
+    from vlm_train.launch.pipeline import StageFailed, run_pipeline
+    from vlm_train.launch.report import stage_status, table
+
+    try:
+        result = run_pipeline(cfg)
+    except StageFailed as e:  # the cause is in the worker log above
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    for stage in cfg.training_stages:
+        status = stage_status(cfg.run_dir, stage)
+        if status is not None:
+            print(f"{stage}: steps {status['start_step']} -> {status['global_step']} of {status['max_steps']}, run dir {cfg.run_dir}")
+    if cfg.evaluate:
+        print(table(result.report))
+    print(f"report: {cfg.run_dir.report}")
+    return EXIT_STOPPED if result.stopped else EXIT_OK

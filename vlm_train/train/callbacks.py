@@ -91,3 +91,10 @@ class StopAtStepCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
+
+
+def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepCallback]:
+    """The callbacks every stage's trainer gets, and the stopper (the loop asks it whether the
+    run stopped early). ThroughputCallback goes first in the handler: see its docstring."""
+    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper], stopper

@@ -3,41 +3,41 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
-from vlm_train.train import setup
+from vlm_train.train.model import load_base
+from vlm_train.train.worker import barrier
 
 log = logging.getLogger("vlm_train")
 
 
-def final_dir(cfg: JobConfig, stage: str):
-    return cfg.run_dir / "models" / stage
-
-
-def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage: str, info: setup.WorkerInfo) -> None:
+def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage: str, is_main: bool) -> Path | None:
     """Every rank calls this (ZeRO-3 gathers weights collectively); rank 0 writes.
 
     LoRA runs write the adapter to ``models/<stage>/adapter`` and, with
     ``model.lora.merge_at_end``, the merged model to ``models/<stage>/merged``.
-    Full runs write ``models/<stage>/full``. ``models/<stage>/MODEL`` names the loadable one.
+    Full runs write ``models/<stage>/full``. ``models/<stage>/MODEL`` names the loadable one,
+    which rank 0 returns.
     """
-    out = final_dir(cfg, stage)
+    out = cfg.run_dir.models(stage)
     lora = cfg.model.lora.enabled
     target = out / ("adapter" if lora else "full")
     trainer.save_model(str(target))
-    setup.barrier()
-    if not info.is_main:
-        return
+    barrier()
+    if not is_main:
+        return None
     processor.save_pretrained(str(target))
     loadable = target
     if lora and cfg.model.lora.merge_at_end:
         loadable = merge_adapter(cfg, family, target, out / "merged")
-    (out / "MODEL").write_text(str(loadable.relative_to(out)) + "\n")
+    cfg.run_dir.model_pointer(stage).write_text(str(loadable.relative_to(out)) + "\n")
     log.info("%s: final model at %s", stage, loadable)
+    return loadable
 
 
-def merge_adapter(cfg: JobConfig, family: Any, adapter_dir, out_dir):
+def merge_adapter(cfg: JobConfig, family: Any, adapter_dir: Path, out_dir: Path) -> Path:
     """Load the base model on CPU, apply the adapter, merge, save safetensors.
 
     Runs on rank 0 alone, so the ZeRO-3 context the trainer registered must be off while
@@ -47,13 +47,10 @@ def merge_adapter(cfg: JobConfig, family: Any, adapter_dir, out_dir):
     from peft import PeftModel
     from transformers.integrations import deepspeed as hf_ds
 
-    from vlm_train.models.common import resolve_dtype
-
-    base_cfg = cfg.model
     saved = hf_ds._hf_deepspeed_config_weak_ref
     hf_ds.unset_hf_deepspeed_config()
     try:
-        model, processor = family.load(base_cfg, dtype=resolve_dtype(base_cfg.dtype))
+        model, processor = load_base(cfg.model, family)
     finally:
         hf_ds._hf_deepspeed_config_weak_ref = saved
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

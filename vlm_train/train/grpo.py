@@ -13,6 +13,7 @@ reference model, logging, DeepSpeed) is TRL's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,31 +27,17 @@ from vlm_train.data.sample import Sample
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
 from vlm_train.models.chat import ChatFormat
+from vlm_train.models.common import has_cuda
 from vlm_train.rewards.functions import build_reward_funcs
-from vlm_train.train import setup
-from vlm_train.train.callbacks import (
-    FaultInjectionCallback,
-    RayCheckpointCallback,
-    StopAtStepCallback,
-    ThroughputCallback,
-)
+from vlm_train.train.args import build_training_args
+from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
+from vlm_train.train.dataset import read_samples
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
+from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
-
-GRPO_DEFAULTS: dict[str, Any] = {
-    "per_device_train_batch_size": 4,
-    "num_generations": 4,
-    "max_completion_length": 64,
-    "learning_rate": 1e-6,
-    "logging_steps": 1,
-    "save_strategy": "steps",
-    "save_steps": 50,
-    "gradient_checkpointing": False,
-    "temperature": 1.0,
-}
-
 
 class VLMGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels."""
@@ -166,20 +153,10 @@ def grpo_rows(samples: list[Sample], coords: CoordConvention) -> list[dict[str, 
             "image_size": list(s.image_sizes[0]) if s.image_sizes else None,
             "target_box": target.box.as_list() if target else None,
             "regions": [{"label": r.phrase, "box": r.box.as_list()} for r in s.regions],
-            "answer": s.meta.get("answer_text"),
+            "answer": s.meta.get("answer"),
             "coords": coords.name,
         })
     return rows
-
-
-def build_args(cfg: JobConfig, info: setup.WorkerInfo, reward_weights: list[float]):
-    from trl import GRPOConfig
-
-    kw = {**GRPO_DEFAULTS, **cfg.grpo, **setup.trl_common_kwargs(cfg, "grpo", info)}
-    kw["reward_weights"] = reward_weights
-    if not setup.has_cuda():
-        kw.update(bf16=False, fp16=False)
-    return GRPOConfig(**kw)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -187,28 +164,26 @@ def train_loop(config: dict[str, Any]) -> None:
     from datasets import Dataset
 
     cfg = JobConfig.from_dict(config["job"])
-    info = setup.init_worker_env(cfg)
+    info = init_worker_env(cfg, "grpo")
     family = get_family(cfg.model.family)
-    funcs, weights = build_reward_funcs(cfg.rewards.weights, cfg.rewards.iou_threshold)
-    args = build_args(cfg, info, weights)  # before the model: ZeRO-3 partitions at load
-    model, processor = setup.load_model(cfg, family)
+    funcs, _ = build_reward_funcs(cfg.rewards.weights, cfg.rewards.iou_threshold)
+    args = build_training_args(cfg, "grpo", info.rank, has_cuda())  # before the model: ZeRO-3 partitions at load
+    model, processor = load_model(cfg, family)
     data = config["data"]
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
-    rollout = CropToolRollout(family, processor, builder, cfg.tools, data["image_roots"])
-    train = setup.read_samples(Path(data["train"]))
-    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    # tools.crop off: the rollout executes no call (call_limit 0).
+    tools = dataclasses.replace(cfg.tools, max_calls=cfg.tools.call_limit)
+    rollout = CropToolRollout(family, processor, builder, tools, data["image_roots"])
+    train = read_samples(Path(data["train"]))
+    callbacks, stopper = stage_callbacks(cfg, "grpo")
     trainer = VLMGRPOTrainer(
         model=model,
         reward_funcs=[wrap_reward(f) for f in funcs],
         args=args,
         train_dataset=Dataset.from_list(grpo_rows(train, family.coords)),
         processing_class=processor,
-        peft_config=setup.lora_config(cfg, family),
-        callbacks=[
-            RayCheckpointCallback(),
-            FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir / "work" / "grpo" / "failure_injected"),
-            stopper,
-        ],
+        peft_config=lora_config(cfg, family),
+        callbacks=callbacks,
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())

@@ -8,23 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
-from vlm_train.train import setup
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
+from vlm_train.train.worker import WorkerInfo, barrier
 
 log = logging.getLogger("vlm_train")
 
 
-def record_start(cfg: JobConfig, info: setup.WorkerInfo, stage: str, step: int) -> None:
+def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int) -> None:
     """Append where each attempt (first run, restart, resubmission) started: the resume record."""
     if info.is_main:
-        path = cfg.run_dir / "stages" / f"{stage}.resumes.jsonl"
+        path = cfg.run_dir.stage_resumes(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(json.dumps({"start_step": step}) + "\n")
 
 
-def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage: str,
+def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
                      stopper: StopAtStepCallback, family: Any, processor: Any) -> None:
     """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
 
@@ -46,7 +46,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
         result = trainer.train()
     # A run stopped early (preemption aid) leaves no final model: it is not finished.
     if not stopper.stopped:
-        save_final(trainer, cfg, family, processor, stage=stage, info=info)
+        save_final(trainer, cfg, family, processor, stage=stage, is_main=info.is_main)
     if info.is_main:
         status = {
             "stage": stage,
@@ -57,7 +57,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: setup.WorkerInfo, stage
             "train_loss": result.training_loss,
             "log_history": trainer.state.log_history,
         }
-        path = cfg.run_dir / "stages" / f"{stage}.json"
+        path = cfg.run_dir.stage_status(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(status, indent=2))
-    setup.barrier()
+    barrier()

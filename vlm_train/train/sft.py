@@ -15,38 +15,15 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.models import get_family
 from vlm_train.models.base import InputsConfig
-from vlm_train.train import setup
-from vlm_train.train.callbacks import (
-    FaultInjectionCallback,
-    RayCheckpointCallback,
-    StopAtStepCallback,
-    ThroughputCallback,
-)
+from vlm_train.models.common import has_cuda
+from vlm_train.train.args import build_training_args
+from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
+from vlm_train.train.dataset import read_samples, rows
 from vlm_train.train.loop import train_and_finish
+from vlm_train.train.model import load_model, lora_config
+from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
-
-# SFT defaults where TRL's own don't suit VLM fine-tuning on these jobs; sft: overrides all.
-SFT_DEFAULTS: dict[str, Any] = {
-    "max_length": 2048,
-    "per_device_train_batch_size": 2,
-    "learning_rate": 2e-5,
-    "logging_steps": 1,
-    "save_strategy": "steps",
-    "save_steps": 50,
-    "gradient_checkpointing": False,
-    "dataset_kwargs": {"skip_prepare_dataset": True},
-}
-
-
-def build_args(cfg: JobConfig, info: setup.WorkerInfo):
-    from trl import SFTConfig
-
-    kw = {**SFT_DEFAULTS, **cfg.sft, **setup.trl_common_kwargs(cfg, "sft", info)}
-    kw["dataset_kwargs"] = {**(kw.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
-    if not setup.has_cuda():
-        kw.update(bf16=False, fp16=False)
-    return SFTConfig(**kw)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -54,29 +31,25 @@ def train_loop(config: dict[str, Any]) -> None:
     from trl import SFTTrainer
 
     cfg = JobConfig.from_dict(config["job"])
-    info = setup.init_worker_env(cfg)
+    info = init_worker_env(cfg, "sft")
     family = get_family(cfg.model.family)
-    args = build_args(cfg, info)  # before the model: ZeRO-3 partitions at load
-    model, processor = setup.load_model(cfg, family)
+    args = build_training_args(cfg, "sft", info.rank, has_cuda())  # before the model: ZeRO-3 partitions at load
+    model, processor = load_model(cfg, family)
     data = config["data"]
-    train = setup.read_samples(Path(data["train"]))
-    evals = setup.read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
+    train = read_samples(Path(data["train"]))
+    evals = read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
     collator = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"], args.max_length))
 
-    stopper = StopAtStepCallback(cfg.run.stop_at_step)
+    callbacks, stopper = stage_callbacks(cfg, "sft")
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=setup.rows(train),
-        eval_dataset=setup.rows(evals) if evals else None,
+        train_dataset=rows(train),
+        eval_dataset=rows(evals) if evals else None,
         data_collator=collator,
         processing_class=processor,
-        peft_config=setup.lora_config(cfg, family),
-        callbacks=[
-            RayCheckpointCallback(),
-            FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir / "work" / "sft" / "failure_injected"),
-            stopper,
-        ],
+        peft_config=lora_config(cfg, family),
+        callbacks=callbacks,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
 

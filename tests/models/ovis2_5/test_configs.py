@@ -25,7 +25,7 @@ def test_real_checkpoint_configs(repo, tiny_dir, tmp_path, name, lora, zero, nod
     assert cfg.model.max_pixels == 1792 * 1792
     assert json.loads(open(cfg.deepspeed.config).read())["zero_optimization"]["stage"] == zero
     assert cfg.cluster.pool == "h100-80gb" and cfg.cluster.nodes == nodes
-    assert cfg.sft["max_length"] == 6000 and cfg.sft["bf16"] is True
+    assert cfg.sft["max_length"] == 6000 and cfg.model.dtype == "bfloat16"  # bf16 training follows model.dtype
 
 
 def test_debug_config(repo, monkeypatch):

@@ -1,0 +1,36 @@
+"""--dry-run's plan: placement, and per training stage the batch sizes TRL will use."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlm_train.config import ConfigError, load_config
+from vlm_train.launch.plan import describe
+
+
+def test_describe_sft_and_grpo(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = load_config("configs/debug/internvl_tiny_pipeline.yaml", ["grpo.gradient_accumulation_steps=2"])
+    plan = describe(cfg)
+    assert plan["world_size"] == 2 and plan["zero_stage"] == 2 and plan["evaluate"] is True
+    assert list(plan["stages"]) == ["sft", "grpo"]
+    sft, grpo = plan["stages"]["sft"], plan["stages"]["grpo"]
+    assert sft == {"per_device_batch_size": 8, "gradient_accumulation_steps": 1, "global_batch_size": 16}
+    # GRPO reads its own section (not sft:): 8 completions x 2 workers x 2 accumulation steps,
+    # 4 completions per prompt.
+    assert grpo["per_device_batch_size"] == 8 and grpo["global_batch_size"] == 32
+    assert grpo["num_generations"] == 4 and grpo["generation_batch_size"] == 32 and grpo["prompts_per_generation"] == 8
+
+
+def test_describe_grpo_defaults(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = load_config("configs/debug/internvl_tiny_grpo.yaml", ["grpo={max_steps: 1}"])
+    grpo = describe(cfg)["stages"]["grpo"]
+    assert grpo["per_device_batch_size"] == 4 and grpo["num_generations"] == 4  # our GRPO defaults
+
+
+def test_describe_rejects_a_generation_batch_without_whole_groups(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = load_config("configs/debug/internvl_tiny_grpo.yaml", ["grpo.per_device_train_batch_size=3"])
+    with pytest.raises(ConfigError, match=r"grpo.num_generations: 4 does not divide the generation batch of 6"):
+        describe(cfg)

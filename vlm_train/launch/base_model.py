@@ -1,0 +1,19 @@
+"""``model.path: tiny``: the family's random tiny checkpoint, built once in the run dir."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from vlm_train.config import JobConfig
+
+
+def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
+    """The config with ``model.path`` pointing at a real checkpoint (built here if tiny)."""
+    if cfg.model.path != "tiny":
+        return cfg
+    out = cfg.run_dir.base_model
+    if not (out / "config.json").is_file():
+        t = cfg.model.tiny
+        family.tiny(out, seed=t.seed, image_size=t.image_size, vision_hidden=t.vision_hidden, text_hidden=t.text_hidden, layers=t.layers)
+    return replace(cfg, model=replace(cfg.model, path=str(out)))

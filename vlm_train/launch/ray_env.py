@@ -1,0 +1,36 @@
+"""The driver's Ray connection and the environment every training worker gets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vlm_train.cluster.pools import Placement
+from vlm_train.config import JobConfig
+
+# Environment every worker gets. DeepSpeed's JIT-built ops are cached across runs.
+WORKER_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")),
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def connect_ray(cfg: JobConfig, p: Placement) -> None:
+    """Connect to the configured / submitting cluster, or start Ray in-process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": dict(WORKER_ENV)}
+    if cfg.cluster.address:
+        ray.init(address=cfg.cluster.address, runtime_env=env, log_to_driver=True)
+    elif os.environ.get("RAY_ADDRESS"):
+        # Inside `ray job submit`: the job's own runtime_env (working_dir, env_vars) applies;
+        # worker env vars come through the trainer's worker_runtime_env.
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        # The embedded default: a local Ray with this pool's CPUs. The dashboard (bound to
+        # loopback) serves the State API that Ray Train's placement-group cleaner polls.
+        ray.init(num_cpus=p.pool.cpus_per_node, include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env=env, log_to_driver=True)

@@ -1,0 +1,51 @@
+"""A training worker's place and environment: rank, distributed init, seeding, barrier.
+
+Runs first in every stage's worker loop (docs/design.md, "Load order under ZeRO-3"). On CPU
+``deepspeed.comm`` must be initialised before anything builds a ZeRO-3 context, or zero.Init
+sees world size 1 and fails its batch-size check.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from vlm_train.config import JobConfig
+from vlm_train.models.common import has_cuda
+
+
+@dataclass
+class WorkerInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def worker_info() -> WorkerInfo:
+    return WorkerInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def init_worker_env(cfg: JobConfig, stage: str) -> WorkerInfo:
+    """Distributed and library environment of one training worker of ``stage``."""
+    info = worker_info()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers' TensorBoardCallback (rank 0) writes where this points.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(cfg.run_dir.tensorboard(stage))
+    if cfg.deepspeed.config is not None:
+        import deepspeed
+
+        # Ray already created the torch process group; this makes deepspeed.comm use it.
+        deepspeed.init_distributed(dist_backend="nccl" if has_cuda() else "gloo")
+    torch.manual_seed(cfg.run.seed + info.rank)
+    return info
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
