@@ -42,3 +42,16 @@ def tiny_internvl(tmp_path_factory) -> Path:
     from vlm_train.models.internvl import FAMILY
 
     return FAMILY.tiny(tmp_path_factory.mktemp("tiny_internvl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_ovis2_5(tmp_path_factory) -> Path:
+    from vlm_train.models.ovis2_5 import FAMILY
+
+    return FAMILY.tiny(tmp_path_factory.mktemp("tiny_ovis2_5"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_internvl, tiny_ovis2_5) -> dict[str, Path]:
+    """The session's tiny checkpoint of every family, by family name."""
+    return {"internvl": tiny_internvl, "ovis2_5": tiny_ovis2_5}

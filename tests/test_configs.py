@@ -29,6 +29,11 @@ def test_shipped_config_is_valid(path, repo, monkeypatch, tmp_path, tiny_internv
                 (tmp_path / f"{split}{i}.jsonl").write_text("")
             items = ", ".join(f"{{path: {tmp_path / f'{split}{i}.jsonl'}, image_root: {tmp_path}}}" for i in range(n))
             overrides.append(f"data.{split}=[{items}]")
+    sets = raw.get("evaluation", {}).get("sets", [])
+    if any("path" in s for s in sets):  # evaluation data is not on this machine either
+        (tmp_path / "set.jsonl").write_text("")
+        items = ", ".join(f"{{name: '{s['name']}', path: {tmp_path / 'set.jsonl'}}}" for s in sets)
+        overrides.append(f"evaluation.sets=[{items}]")
     cfg = load_config(path, overrides)
     plan = describe(cfg)
     assert plan["world_size"] >= 1 and list(plan["stages"]) == cfg.training_stages

@@ -14,13 +14,16 @@ GROUPS: dict[str, tuple[str, str]] = {
     "slurm": ("vlm_train.cluster.slurm_cli", "render and submit SLURM jobs from node-pool specs"),
     "cluster": ("vlm_train.cluster.cli", "render Ray / KubeRay manifests from node-pool specs"),
     "tiny": ("vlm_train.testing.cli", "write a tiny random checkpoint of a family (offline)"),
+    "infer": ("vlm_train.infer.cli", "answer a file of prompts with a trained model (JSONL out, resumable)"),
+    "web": ("vlm_train.infer.web", "a Gradio chat demo of a trained model (loopback by default)"),
+    "export": ("vlm_train.infer.export", "export a trained model for serving (official layout, LoRA merged)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: vlm-train GROUP ...", "", "groups:"]
     lines += [f"  {name:<9} {help_}" for name, (_, help_) in GROUPS.items()]
-    lines += ["", "jobs run as modules: python -m jobs.sft|jobs.grpo|jobs.pipeline CONFIG [key=value ...]"]
+    lines += ["", "jobs run as modules: python -m jobs.sft|jobs.grpo|jobs.pipeline|jobs.evaluate|jobs.infer CONFIG [key=value ...]"]
     return "\n".join(lines)
 
 

@@ -34,6 +34,10 @@ class FreezeConfig:
     llm: bool = False
     """Freeze the language model."""
 
+# ZeRO-1/2 bucket size on CPU (elements): a whole tiny model's gradients (2M for the quick
+# start's) in one bucket; DeepSpeed preallocates it (contiguous_gradients), so 40 MB, not more.
+CPU_BUCKET_ELEMENTS = int(1e7)
+
 
 @dataclass
 class LoraConfig:
@@ -62,6 +66,9 @@ class TinyConfig:
     vision_hidden: int = 64
     text_hidden: int = 96
     layers: int = 2
+    max_tiles: int | None = None
+    """Tiles per image the tiny processor makes (InternVL); 1: the model sees one downscaled view
+    of a larger image, and only the crop tool shows it at full resolution. None: family default."""
 
 
 @dataclass
@@ -125,9 +132,15 @@ class SyntheticConfig:
     seed: int = 0
     image_size: int = 64
     max_shapes: int = 3
-    kind: Literal["grounding", "toolqa", "mixed"] = "grounding"
+    kind: Literal["grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed"] = "grounding"
+    """grounding: prompt -> box; toolqa: question -> crop in the reasoning -> answer; mixed: either;
+    grounding_crop: prompt -> crop call around the target -> the crop -> box; grounding_mixed:
+    grounding or grounding_crop (``crop_fraction`` of the samples crop)."""
+    crop_fraction: float = 0.5
 
     def validate(self, prefix: str) -> None:
+        if not 0.0 <= self.crop_fraction <= 1.0:
+            raise ConfigError(f"{prefix}.crop_fraction", f"must be in [0, 1], got {self.crop_fraction}")
         if self.n <= 0:
             raise ConfigError(f"{prefix}.n", f"must be > 0, got {self.n}")
         if self.max_shapes < 1:
@@ -228,6 +241,18 @@ class RewardsConfig:
 
 
 @dataclass
+class LossConfig:
+    coordinate_sigma: float = 0.0
+    """SFT: train coordinate-value tokens against a Gaussian of this standard deviation (in the
+    family's value units, e.g. thousandths for InternVL) around the target instead of one-hot;
+    0 = plain cross-entropy. Needs a tokenizer with one token per value (the tiny ones)."""
+
+    def validate(self, prefix: str) -> None:
+        if self.coordinate_sigma < 0:
+            raise ConfigError(f"{prefix}.coordinate_sigma", f"must be >= 0, got {self.coordinate_sigma}")
+
+
+@dataclass
 class ClusterConfig:
     pool: str = "local-cpu"
     """Name of a node-pool spec in ``pools_dir``."""
@@ -275,6 +300,13 @@ class DeepSpeedConfig:
             for k in ("offload_optimizer", "offload_param"):
                 if k in zo:
                     zo[k]["pin_memory"] = False
+            if zo.get("stage") in (1, 2):
+                # gloo on CPU: one collective per bucket, and "auto" sizes buckets at hidden_size^2
+                # elements (36,864 for the tiny model: ~50 all-reduces a step); overlap_comm needs
+                # a side CUDA stream, which CPU lacks. One bucket, reduced after backward.
+                zo["overlap_comm"] = False
+                for k in ("reduce_bucket_size", "allgather_bucket_size"):
+                    zo[k] = CPU_BUCKET_ELEMENTS
         return ds
 
     @property
@@ -316,14 +348,97 @@ class RunConfig:
 
 
 @dataclass
+class EvalSetConfig:
+    """One named evaluation set (``python -m jobs.evaluate``): a data file or synthetic data."""
+
+    name: str
+    path: str | None = None
+    """A grounding file any reader takes (RefCOCO JSONL, canonical, conversations, ...)."""
+    format: Literal["auto", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    image_root: str | None = None
+    synthetic: SyntheticConfig | None = None
+    """Generate the set (``n_eval`` samples from ``seed``) instead of reading ``path``."""
+    limit: int | None = None
+    """Score only the first ``limit`` samples."""
+
+    def validate(self, prefix: str) -> None:
+        if (self.path is None) == (self.synthetic is None):
+            raise ConfigError(prefix, f"set {self.name!r}: give exactly one of path or synthetic")
+        if self.path is not None:
+            SourceConfig(self.path, self.format, self.image_root).validate(prefix)
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"{prefix}.limit", f"must be >= 1, got {self.limit}")
+
+
+@dataclass
+class EvaluateConfig:
+    sets: list[EvalSetConfig] = field(default_factory=list)
+    max_new_tokens: int = 100
+    """The RefCOCO protocol's greedy decoding allowance."""
+    batch_size: int = 8
+    out: str | None = None
+    """Report, predictions and TensorBoard directory (default: <run dir>/evaluate)."""
+    images_per_set: int = 4
+    """Box images (truth green, prediction red) written to TensorBoard per set."""
+
+    def validate(self, prefix: str) -> None:
+        names = [s.name for s in self.sets]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ConfigError(f"{prefix}.sets", f"set name {dup!r} appears twice")
+        for k in ("max_new_tokens", "batch_size"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{prefix}.{k}", f"must be >= 1, got {getattr(self, k)}")
+
+
+@dataclass
+class InferConfig:
+    """``python -m jobs.infer`` / ``vlm-train infer``: generation over a file of prompts."""
+
+    data: str | None = None
+    """Prompts: any data format the readers take (the conversation before each final answer)
+    or JSONL of {"id", "messages" | "prompt", "images", "video"}."""
+    format: Literal["auto", "prompts", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    image_root: str | None = None
+    out: str | None = None
+    """Output JSONL (default: <run dir>/infer/predictions.jsonl)."""
+    resume: bool = False
+    """Skip ids already in ``out``; without it an existing ``out`` is an error."""
+    thinking: bool = False
+    thinking_budget: int | None = None
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 4
+    tools: bool = True
+    """Execute crop calls live (at most tools.max_calls per prompt)."""
+    engine: Literal["auto", "local", "ray"] = "auto"
+    """auto: Ray Data when a cluster address is known (cluster.address or $RAY_ADDRESS), else one process."""
+
+    def validate(self, prefix: str) -> None:
+        for k in ("max_new_tokens", "batch_size"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{prefix}.{k}", f"must be >= 1, got {getattr(self, k)}")
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise ConfigError(f"{prefix}.thinking_budget", f"must be >= 1, got {self.thinking_budget}")
+        if self.data is not None and not Path(self.data).is_file():
+            raise ConfigError(f"{prefix}.data", f"prompt file not found: {self.data}")
+
+
+@dataclass
 class JobConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    evaluation: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """python -m jobs.evaluate: the named sets and their settings."""
+    infer: InferConfig = field(default_factory=InferConfig)
     stages: list[str] = field(default_factory=lambda: ["sft"])
     """Training stages in order (sft, grpo), optionally ending in ``eval``: evaluate the input
     model and every stage's final model on the eval split. ``[eval]`` alone evaluates
@@ -456,6 +571,10 @@ def absolutise(cfg: JobConfig) -> None:
         src.path = a(src.path)
         src.image_root = a(src.image_root)
     cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
+    for es in cfg.evaluation.sets:
+        es.path, es.image_root = a(es.path), a(es.image_root)
+    cfg.evaluation.out = a(cfg.evaluation.out)
+    cfg.infer.data, cfg.infer.image_root, cfg.infer.out = a(cfg.infer.data), a(cfg.infer.image_root), a(cfg.infer.out)
     cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 from vlm_train.models.base import Family
 
@@ -30,3 +32,21 @@ def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise KeyError(f"unknown model family {name!r} (known: {', '.join(FAMILIES)})")
     return importlib.import_module(FAMILIES[name]).FAMILY
+
+
+def family_of_checkpoint(path: str | Path) -> Family:
+    """The family whose checkpoints carry this directory's ``config.json`` ``model_type``.
+
+    Raises:
+        FileNotFoundError: no config.json in ``path``.
+        ValueError: a model type no family claims.
+    """
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    for name in FAMILIES:
+        family = get_family(name)
+        if family.model_type == model_type:
+            return family
+    raise ValueError(f"{config}: model_type {model_type!r} belongs to no known family ({', '.join(FAMILIES)})")

@@ -163,6 +163,11 @@ class FindBoxesFn(Protocol):
         """Every box/point of the family's answer syntax in ``text`` (linear time)."""
 
 
+class ValueTokensFn(Protocol):
+    def __call__(self, processor: Any) -> dict[int, int]:
+        """Token id -> number, for a vocabulary with one token per coordinate value; else {}."""
+
+
 class SelectRowsFn(Protocol):
     def __call__(self, batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
         """The sub-batch of ``rows`` (pixel tensors included) for a generation batch."""
@@ -179,6 +184,8 @@ class Family:
 
     Attributes:
         name: the registry key (``model.family`` in configs).
+        model_type: ``model_type`` in the config.json of the family's checkpoints (how a
+            checkpoint directory is recognised without a job config: export, inference).
         coords: how the family writes coordinates in text (vlm_train/data/coords.py).
         chat: the family's chat format (turn texts, tool tags, thinking markers, budget text).
         load: (model_cfg, dtype) -> (model, processor).
@@ -200,9 +207,12 @@ class Family:
             otherwise.
         merge_visuals: per-sample vision tensors -> the batch's (the packed SFT collator sends
             every sample of a micro-batch through the vision tower at once).
+        value_tokens: coordinate-value tokens of the processor's vocabulary (id -> value), for
+            the value-aware tiny init and the value-smoothed SFT loss; None: the family has none.
     """
 
     name: str
+    model_type: str
     coords: CoordConvention
     chat: ChatFormat
     load: LoadFn
@@ -219,3 +229,4 @@ class Family:
     reserved_text: tuple[str, ...] = ()
     takes_video: bool = False
     merge_visuals: MergeVisualsFn = concat_visuals
+    value_tokens: ValueTokensFn | None = None

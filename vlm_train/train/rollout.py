@@ -75,10 +75,12 @@ class CropToolRollout:
 
     def __init__(
         self, family: Family, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str],
-        coords: str | None = None, max_pixels: int = 64_000_000,
+        coords: str | None = None, max_pixels: int = 64_000_000, enable_thinking: bool = False,
     ):
         """``coords``: convention of the crop calls' JSON boxes; None: the family's own.
-        ``max_pixels``: data.max_image_pixels; it bounds the original, and so every crop of it."""
+        ``max_pixels``: data.max_image_pixels; it bounds the original, and so every crop of it.
+        ``enable_thinking``: the assistant header after a tool turn leaves thinking open (as the
+        prompt's does), instead of the empty think block some families write when it is off."""
         self.family, self.processor, self.builder = family, processor, builder
         self.tok = processor.tokenizer
         self.tools_cfg, self.image_roots = tools_cfg, image_roots
@@ -91,7 +93,7 @@ class CropToolRollout:
         self.close_ids = self.tok(chat.turn_end + "\n", add_special_tokens=False)["input_ids"]
         # The text opening the next assistant turn after a tool turn (with thinking off a family
         # may add its empty think block, as its generation prompt does).
-        self.header_ids = self.tok(chat.assistant_header(False), add_special_tokens=False)["input_ids"]
+        self.header_ids = self.tok(chat.assistant_header(enable_thinking), add_special_tokens=False)["input_ids"]
         self.suppress = [t for t in family.suppress_token_ids(processor) if t is not None and t >= 0]
         # Thinking budget (the protocol of vlm_train/infer/thinking.py, the same for every
         # family): once a rollout has sampled this many tokens without closing the thought,
@@ -109,9 +111,10 @@ class CropToolRollout:
     def start(self, sample: Sample) -> Row:
         ps = prompt_sample(sample)
         ids, mm = split_batch(self.builder([ps], for_generation=True))
-        first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
+        # The crop tool crops the first image; a prompt without one (video, text) has nothing to crop.
+        first = next((p.media for m in ps.messages for p in m.content if p.type == "image"), None)
         # data.max_image_pixels bounds the original, and so every crop of it.
-        original = load_image(first, self.image_roots, self.max_pixels)
+        original = load_image(first, self.image_roots, self.max_pixels) if first is not None else None
         return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
 
     def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:
@@ -179,7 +182,8 @@ class CropToolRollout:
                         r.thinking_closed = True
                     nxt.append(r)
                     continue
-                if toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0:
+                if (toks and toks[-1] == self.call_end and r.calls < self.tools_cfg.max_calls and room > 0
+                        and r.original is not None):
                     box = self._called_box(r, text)
                     if box is not None:
                         turn_ids, turn_mm, image = self.tool_turn(r, box)

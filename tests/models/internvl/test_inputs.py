@@ -114,3 +114,26 @@ def test_freeze_groups(tiny_internvl):
     assert counts["vision"] > 0
     for name, p in model.named_parameters():
         assert p.requires_grad == (not name.startswith("model.vision_tower")), name
+
+
+def test_video_renders_as_single_tile_frames(env):
+    """InternVL's video chat: num_frames sampled frames, one tile each, 'Frame{i}: <image>'."""
+    import av
+    import numpy as np
+
+    proc, root = env
+    with av.open(str(root / "clip.mp4"), "w") as out:
+        st = out.add_stream("mpeg4", rate=10)
+        st.width, st.height, st.pix_fmt = 128, 96, "yuv420p"
+        for i in range(12):
+            out.mux(st.encode(av.VideoFrame.from_ndarray(np.full((96, 128, 3), 20 * i, np.uint8), format="rgb24")))
+        out.mux(st.encode())
+    s = Sample("v", [Message("user", [image("b.png"), Part("video", media="clip.mp4"), text("What happens?")])])
+    build = FAM.make_inputs(proc, InputsConfig(image_roots=(str(root),), num_frames=3))
+    r = build.render(s, None, for_generation=True)
+    assert [f"Frame{i}: " in r.text for i in (1, 2, 3)] == [True] * 3 and "Frame4" not in r.text
+    assert r.frames == {1, 2, 3}
+    batch = build([s], for_generation=True)
+    _, tiles = build._pixels(r.images, r.frames)
+    assert tiles[1:] == [1, 1, 1] and tiles[0] > 1  # the tall image is tiled, frames are not
+    assert batch["pixel_values"].shape[0] == sum(tiles)

@@ -6,7 +6,14 @@ from typing import Any
 
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
-from vlm_train.models.internvl.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.internvl.grounding import (
+    COORDS,
+    box_to_text,
+    find_boxes,
+    grounding_prompt,
+    text_to_boxes,
+    value_tokens,
+)
 from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
@@ -36,7 +43,7 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
 
 def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
     """The batch collator. InternVL3.5's template has no thinking switch (``enable_thinking``
-    is not read) and no video frames option here (``num_frames`` is not read)."""
+    is not read); a video part becomes ``num_frames`` single-tile frames (InternVL's video chat)."""
     return InternVLInputs(
         processor,
         image_roots=cfg.image_roots,
@@ -44,6 +51,7 @@ def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
         max_image_pixels=cfg.max_image_pixels,
         min_crop_size=cfg.min_crop_size,
         max_tiles=cfg.max_tiles,
+        **({"num_frames": cfg.num_frames} if cfg.num_frames is not None else {}),
     )
 
 
@@ -54,6 +62,7 @@ def suppress_token_ids(processor: Any) -> list[int]:
 
 FAMILY = Family(
     name="internvl",
+    model_type="internvl",
     coords=COORDS,
     # Qwen-style ChatML with the Qwen3 tool tags; no empty think block in prompts.
     chat=ChatFormat(),
@@ -72,6 +81,8 @@ FAMILY = Family(
     },
     # Regex (peft matches the full module name): the language model's projections only, so the
     # vision tower's q/k/v of the same names are not adapted unless asked.
+    # Coordinate-value tokens (id -> value) for the value-smoothed SFT loss (loss.coordinate_sigma).
+    value_tokens=value_tokens,
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
     # Turn markers and vision placeholders; <ref>/<box>/<think>/<tool_call> are learned content.
     reserved_text=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +35,8 @@ class Rendered:
     text: str
     learn_spans: list[tuple[int, int]]
     images: list[Image.Image]
+    frames: set[int] = field(default_factory=set)
+    """Indices into ``images`` that are video frames (one tile each, no dynamic tiling)."""
 
 
 def tool_call_text(part: Part, size: tuple[int, int] | None) -> str:
@@ -58,8 +60,10 @@ class InternVLInputs:
         max_image_pixels: int = 64_000_000,
         min_crop_size: int = 4,
         max_tiles: int | None = None,
+        num_frames: int = 8,
     ):
         self.processor = processor
+        self.num_frames = num_frames
         self.tok = processor.tokenizer
         self.image_roots = list(image_roots)
         self.max_length = max_length
@@ -85,6 +89,7 @@ class InternVLInputs:
             )
         it = iter(images)
         text, spans, out_images = [], [], []
+        frames: set[int] = set()
         pos = 0
         originals: dict[str, Image.Image] = {}
         # A call's box is relative to the image it names, else to the latest image shown.
@@ -124,7 +129,14 @@ class InternVLInputs:
                     out_images.append(next_image(p))
                     emit(IMAGE_TOKEN + "\n", False)
                 elif p.type == "video":
-                    raise ValueError(f"sample {sample.id}: video parts are expanded to frames by the data layer")
+                    # InternVL's video chat: uniformly sampled frames, one tile each, each
+                    # introduced as "Frame{i}: <image>" on its own line.
+                    from vlm_train.data.video import load_video
+
+                    for i, frame in enumerate(load_video(p.media, self.image_roots, self.num_frames)[0]):
+                        frames.add(len(out_images))
+                        out_images.append(frame)
+                        emit(f"Frame{i + 1}: {IMAGE_TOKEN}\n", False)
                 elif p.type == "text":
                     emit(p.text or "", learn)
                 elif p.type == "tool_call":
@@ -134,14 +146,26 @@ class InternVLInputs:
             emit("\n")
         if for_generation:
             emit("<|im_start|>assistant\n")
-        return Rendered("".join(text), spans, out_images)
+        return Rendered("".join(text), spans, out_images, frames)
 
     # ---- tokenisation ------------------------------------------------------------------
-    def _pixels(self, images: list[Image.Image]) -> tuple[torch.Tensor | None, list[int]]:
+    def _pixels(self, images: list[Image.Image], frames: set[int] = frozenset()) -> tuple[torch.Tensor | None, list[int]]:
         if not images:
             return None, []
-        kw: dict[str, Any] = {"crop_to_patches": True, "return_tensors": "pt"}
-        if self.max_tiles is not None:
+        if frames:  # video frames are single tiles: process runs of images and frames apart
+            runs: list[tuple[bool, list[Image.Image]]] = []
+            for i, im in enumerate(images):
+                if runs and runs[-1][0] == (i in frames):
+                    runs[-1][1].append(im)
+                else:
+                    runs.append((i in frames, [im]))
+            parts = [self._tiles(ims, tile=not is_frame) for is_frame, ims in runs]
+            return torch.cat([p for p, _ in parts]), [n for _, ns in parts for n in ns]
+        return self._tiles(images, tile=True)
+
+    def _tiles(self, images: list[Image.Image], tile: bool) -> tuple[torch.Tensor, list[int]]:
+        kw: dict[str, Any] = {"crop_to_patches": tile, "return_tensors": "pt"}
+        if self.max_tiles is not None and tile:
             kw["max_patches"] = self.max_tiles
         out = self.processor.image_processor(images=images, **kw)
         n = out["num_patches"]
@@ -149,7 +173,7 @@ class InternVLInputs:
 
     def encode(self, sample: Sample, images=None, for_generation: bool = False) -> dict[str, Any]:
         r = self.render(sample, images, for_generation)
-        pixels, tiles = self._pixels(r.images)
+        pixels, tiles = self._pixels(r.images, r.frames)
         # Expand every placeholder as the HF processor does; keep learn spans aligned.
         pieces, shift, k, spans = [], 0, 0, []
         expanded_at: list[tuple[int, int]] = []  # (orig_pos, delta)

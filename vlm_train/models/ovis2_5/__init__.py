@@ -103,6 +103,7 @@ def merge_visuals(parts: Any) -> dict[str, Any]:
 
 FAMILY = Family(
     name="ovis2_5",
+    model_type="ovis2_5",
     coords=COORDS,
     # Qwen3 ChatML; with thinking off the generation prompt carries the empty think block.
     chat=ChatFormat(empty_think=EMPTY_THINK),
