@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from vlm_train.cluster.storage_path import check_storage_path
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
 from vlm_train.redact import check_override, redact
 from vlm_train.run_dir import RunDir
@@ -261,8 +262,13 @@ class ClusterConfig:
     """None: one per GPU (GPU pools) or the pool's ``workers_per_node`` (CPU pools)."""
     address: str | None = None
     """Ray address. None: $RAY_ADDRESS (set by ``ray job submit``) or a local in-process Ray."""
+    placement_timeout_s: float | None = 600.0
+    """How long a stage waits for its workers' resources before failing (null: forever, e.g.
+    while an autoscaler adds nodes)."""
 
     def validate(self, prefix: str) -> None:
+        if self.placement_timeout_s is not None and self.placement_timeout_s <= 0:
+            raise ConfigError(f"{prefix}.placement_timeout_s", f"must be > 0 or null, got {self.placement_timeout_s}")
         if self.nodes < 1:
             raise ConfigError(f"{prefix}.nodes", f"must be >= 1, got {self.nodes}")
         if self.workers_per_node is not None and self.workers_per_node < 1:
@@ -572,6 +578,7 @@ def absolutise(cfg: JobConfig) -> None:
     cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
+    check_storage_path(cfg.run.storage_path)  # inside `ray job submit` the cwd is Ray's temp copy
     cfg.run.storage_path = a(cfg.run.storage_path)
 
 

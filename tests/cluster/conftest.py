@@ -1,4 +1,5 @@
-"""Fixtures for cluster tests: a real single-host SLURM started for the test session."""
+"""Fixtures for cluster tests: a real single-host SLURM started for the test session, and a
+user's checkout to run the documented commands in."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def local_slurm(tmp_path_factory) -> LocalSlurm:
     # Keep the daemons' logs only when asked (debugging a failure).
     if not os.environ.get("VLM_TRAIN_KEEP_SLURM_LOGS"):
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of the working tree, as a user's checkout: the documented commands write into it
+    (slurm-<id>.out, runs/), so they run there rather than in the developer's tree."""
+    dest = tmp_path_factory.mktemp("checkout") / "vlm_train"
+    shutil.copytree(Path(__file__).resolve().parents[2], dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", "__pycache__", "*.egg-info", ".pytest_cache", "slurm-*.out", "build"))
+    return dest

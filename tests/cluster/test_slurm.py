@@ -131,17 +131,40 @@ def sbatch_sft(local_slurm, tmp_path: Path, name: str, *overrides: str) -> int:
     )
 
 
-def test_tiny_sft_completes_with_checkpoint(local_slurm, tmp_path):
+def test_documented_sbatch_without_cpus_fails_at_once_naming_the_option(local_slurm, checkout):
+    """`sbatch cluster/slurm/vlm_train.sbatch CONFIG` with sbatch's default of 1 CPU: the tiny
+    job's 2 workers could never be placed; the wrapper says so before starting Ray."""
     t0 = time.monotonic()
-    job = sbatch_sft(local_slurm, tmp_path, "slurm_sft", "sft.max_steps=4", "sft.save_steps=4")
+    job = local_slurm.sbatch(["cluster/slurm/vlm_train.sbatch", SFT_CONFIG],
+                             cwd=checkout, env=job_env(PYTHONPATH=str(checkout)))
+    assert local_slurm.wait(job, 60) == "FAILED"
+    took = time.monotonic() - t0
+    print(f"too few CPUs: FAILED after {took:.1f}s")
+    assert local_slurm.job_info(job)["ExitCode"] == "2:0"
+    out = (checkout / f"slurm-{job}.out").read_text()
+    assert "--cpus-per-task=2" in out and "has 1 per node" in out, out
+    assert "Ray nodes alive" not in out and not (checkout / "runs" / "internvl_tiny_sft" / f"slurm-{job}").exists()
+    assert wait_no_processes(job, 10) == []
+
+
+def test_documented_sbatch_completes_with_outputs_where_the_docs_say(local_slurm, checkout):
+    """The README's direct sbatch, from the checkout's root, default --output and storage: the
+    batch log grows in the submit dir while Ray packages it, and must not break the package."""
+    t0 = time.monotonic()
+    job = local_slurm.sbatch(
+        ["--cpus-per-task=2", "cluster/slurm/vlm_train.sbatch", SFT_CONFIG, "sft.max_steps=4", "sft.save_steps=4"],
+        cwd=checkout, env=job_env(PYTHONPATH=str(checkout)),
+    )
     state = local_slurm.wait(job, 900)
-    out = (tmp_path / f"slurm-{job}.out").read_text()
+    out = (checkout / f"slurm-{job}.out").read_text()
     assert state == "COMPLETED", out[-6000:]
     print(f"SLURM tiny SFT wall time: {time.monotonic() - t0:.0f}s")
-    run = tmp_path / "runs" / "slurm_sft"
+    run = checkout / "runs" / "internvl_tiny_sft"
     assert (run / "sft" / "checkpoint-000004" / "trainer_state.json").is_file()
+    assert (run / "models" / "sft" / "MODEL").is_file() and list((run / "tensorboard" / "sft").glob("events.out.tfevents.*"))
     assert local_slurm.job_info(job)["ExitCode"] == "0:0"
     assert "sft: steps 0 -> 4 of 4" in (run / f"slurm-{job}" / "job.log").read_text()
+    assert f"run dir {run}" in out  # the driver wrote to the user's runs/, not Ray's copy
     assert wait_no_processes(job) == []
     assert not Path(f"/tmp/vt_{job}").exists()
 

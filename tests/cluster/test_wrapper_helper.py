@@ -66,3 +66,23 @@ def test_info_checks_the_allocation_not_the_config_node_count(tmp_path, capsys):
     assert "VT_CONFIG_NODES=2" in out and "VT_WORLD_SIZE=4" in out  # 1 node x 4 GPUs
     assert main(["info", "--nodes", "9", str(cfg)]) == 2
     assert "asks for 9 nodes but pool 'l40s-48gb' has max_nodes 8" in capsys.readouterr().err
+
+
+def test_package_leaves_out_what_the_wrapper_writes(tmp_path):
+    from vlm_train.cluster.wrapper_helper import RUNTIME_EXCLUDES, excludes_for
+
+    assert excludes_for(tmp_path, [str(tmp_path / "out" / "runs"), str(tmp_path / "slurm-7.out"), "/elsewhere/runs"]) \
+        == ["/out/runs", "/slurm-7.out"]
+    # `ray job submit --working-dir .` honours .gitignore: it lists the same run-time outputs.
+    ignored = set((REPO / ".gitignore").read_text().split())
+    assert [p for p in RUNTIME_EXCLUDES if p not in ignored and f"/{p}" not in ignored] == []
+
+
+def test_info_refuses_an_allocation_too_small(tmp_path, monkeypatch, capsys):
+    cfg = write_config(tmp_path, cluster={"pool": "local-cpu", "pools_dir": str(POOLS_DIR)})
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "1")
+    assert main(["info", "--check-allocation", str(cfg)]) == 2
+    assert "--cpus-per-task=2" in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "2")
+    assert main(["info", "--check-allocation", str(cfg)]) == 0

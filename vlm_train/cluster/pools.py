@@ -153,6 +153,11 @@ class Placement:
             res[self.pool.ray_resource] = 1.0
         return res
 
+    def bundles(self) -> list[dict[str, float]]:
+        """One placement-group bundle per worker, as Ray Train reserves them (GPU pools add a GPU)."""
+        one = dict(self.resources_per_worker, **({"GPU": 1.0} if self.use_gpu else {}))
+        return [dict(one) for _ in range(self.num_workers)]
+
     def scaling_config_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "num_workers": self.num_workers,

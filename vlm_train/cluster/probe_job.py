@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print("probe_job: needs a running cluster (RAY_ADDRESS or cluster.address)", file=sys.stderr)
         return 2
     ray.init(address=address, log_to_driver=False)
-    res = placement.resources_per_worker
-    bundles = [dict(res, **({"GPU": 1.0} if placement.use_gpu else {})) for _ in range(placement.num_workers)]
+    bundles = placement.bundles()
+    timeout_s = cfg.cluster.placement_timeout_s or 120.0
     pg = placement_group(bundles, strategy="PACK")
-    if not pg.wait(timeout_seconds=120):
-        print(f"probe_job: cannot place {len(bundles)} x {bundles[0]} within 120 s; cluster has {ray.cluster_resources()}", file=sys.stderr)
+    if not pg.wait(timeout_seconds=timeout_s):
+        print(f"probe_job: cannot place {len(bundles)} x {bundles[0]} within {timeout_s:g} s; cluster has {ray.cluster_resources()}", file=sys.stderr)
         return 1
     task = ray.remote(_where)
     refs = [

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from vlm_train.config import JobConfig, dump_config
+from vlm_train.launch.placement_wait import wait_for_placement
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import WORKER_ENV, connect_ray
 from vlm_train.redact import strip_secrets
@@ -35,6 +36,7 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
     cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
     cfg.run_dir.config.write_text(dump_config(cfg))
     connect_ray(cfg, p)
+    wait_for_placement(p, cfg.cluster.placement_timeout_s)
     # Ray keeps train_loop_config in its state files and shows it in the dashboard: no secrets.
     job, dropped = strip_secrets(cfg.to_dict())
     for key in dropped:

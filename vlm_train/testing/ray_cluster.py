@@ -64,6 +64,9 @@ def start_head(num_cpus: int = 2, resources: str | None = None, ray_bin_dir: str
         "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
         f"--num-cpus={num_cpus}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
+        # The dashboard agent's defaults (52365, ...) are taken by any other Ray on the host, and
+        # a head without its agent answers every job submission "No available agent".
+        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
     ]
     if resources:
         cmd.append(f"--resources={resources}")
