@@ -55,3 +55,22 @@ def tiny_ovis2_5(tmp_path_factory) -> Path:
 def tiny_models(tiny_internvl, tiny_ovis2_5) -> dict[str, Path]:
     """The session's tiny checkpoint of every family, by family name."""
     return {"internvl": tiny_internvl, "ovis2_5": tiny_ovis2_5}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(request, tmp_path_factory):
+    """``tiny_checkpoint(name)``: the family's tiny checkpoint, built once per session (the
+    session fixture ``tiny_<name>`` when there is one, so no family is built twice)."""
+    from vlm_train.models import get_family
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            try:
+                built[name] = request.getfixturevalue(f"tiny_{name}")
+            except pytest.FixtureLookupError:
+                built[name] = get_family(name).tiny(tmp_path_factory.mktemp(f"tiny_{name}"), seed=0)
+        return built[name]
+
+    return get

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vlm_train.config import ConfigError, load_config
+from vlm_train.models import FAMILIES
 
 BASE = "configs/debug/internvl_tiny_sft.yaml"
 
@@ -17,7 +18,7 @@ BAD = [
     ("unknown section", ["modle.path=x"], "modle: unknown key"),
     ("unknown nested key", ["model.lora.rank=8"], "model.lora.rank: unknown key"),
     ("wrong type", ["model.lora.r=eight"], "model.lora.r: expected an integer"),
-    ("bad choice", ["model.family=llava"], "model.family: unknown model family 'llava' (known: internvl, ovis2_5)"),
+    ("bad choice", ["model.family=llava"], f"model.family: unknown model family 'llava' (known: {', '.join(FAMILIES)})"),
     ("missing checkpoint", ["model.path=/nonexistent/ckpt"], "model.path: checkpoint directory not found"),
     ("pool too small", ["cluster.nodes=5"], "cluster.nodes: asks for 5 nodes but pool 'local-cpu' has max_nodes 2"),
     ("too many workers per node", ["cluster.workers_per_node=4"], "cluster.workers_per_node: asks for 4 workers"),

@@ -102,12 +102,23 @@ def test_config_validates_family_against_the_registry():
 
 
 def test_rewards_read_the_family_syntax_in_its_convention(family):
-    """The reward parser knows no family: it asks every registered one (``find_boxes``)."""
+    """The reward parser knows no family: it asks every registered one (``find_boxes``). A
+    family whose syntax is the generic JSON ``bbox_2d`` form (``find_boxes`` claims nothing) is
+    read in the row's convention, which GRPO rows set to the family's own."""
     from vlm_train.rewards.parse import parse_completion
 
     box = Box(64, 48, 320, 240)
-    p = parse_completion("<ref>cat</ref>" + family.box_to_text(box, 640, 480), (640, 480), "pixels")
+    answer = family.box_to_text(box, 640, 480)
+    own = family.find_boxes(answer)
+    row_coords = "pixels" if own else family.coords.name
+    p = parse_completion("<ref>cat</ref>" + answer, (640, 480), row_coords)
     (got,) = p.answer_boxes
-    assert got.convention == family.coords.name and got.label == "cat"
+    assert got.convention == family.coords.name
     assert got.box.as_list() == pytest.approx(box.as_list(), abs=1.0)
-    assert [f.form for f in family.find_boxes(family.box_to_text(box, 640, 480))] == [got.form]
+    if own:  # the family's own syntax: read whatever the row says, labelled by <ref>
+        assert got.label == "cat" and [f.form for f in own] == [got.form]
+    else:
+        assert got.form == "json"
+        # Registering the family changed nothing for other rows: the JSON form follows them.
+        (other,) = parse_completion(answer, (640, 480), "pixels").answer_boxes
+        assert other.convention == "pixels"

@@ -11,6 +11,7 @@ from vlm_train.models.base import Family
 FAMILIES: dict[str, str] = {
     "internvl": "vlm_train.models.internvl",
     "ovis2_5": "vlm_train.models.ovis2_5",
+    "qwen3_vl": "vlm_train.models.qwen3_vl",
 }
 
 
