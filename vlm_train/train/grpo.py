@@ -220,5 +220,6 @@ def train_loop(config: dict[str, Any]) -> None:
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
-    guard = NonFiniteGuard(cfg.run.on_nonfinite).install(trainer)
+    guard = NonFiniteGuard(cfg.run.on_nonfinite)
+    guard.install(trainer)
     train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)
