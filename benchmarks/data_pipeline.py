@@ -9,7 +9,16 @@ a photo costs):
 - HF processor: decode + ``InternVLProcessor`` called per sample (its own tiling,
   normalisation, tokenisation and image-token expansion).
 
-Run: ``python benchmarks/data_pipeline.py [--n 16] [--reps 3]``. A benchmark, not a test.
+Then the training collator (vlm_train.train.collator.SFTCollator over InternVL's input
+builder: decode, tile, tokenise, labels, padding or packing) in samples/s per core, next to
+the demand of a training step: the samples/s a GPU consumes at a given tokens/s (the
+``--gpu-tokens-per-s`` figures, e.g. from benchmarks/gpu_check.py on the target GPU) and the
+samples/s this machine's CPU training step consumed in the same run (a tiny model). The
+ratio is the number of dataloader workers (``sft.dataloader_num_workers``) one GPU needs so
+that batches are never late.
+
+Run: ``python benchmarks/data_pipeline.py [--n 16] [--reps 3] [--gpu-tokens-per-s 10000 40000]``.
+A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from vlm_train.data import formats  # noqa: E402
 from vlm_train.data.check import render_for_count  # noqa: E402
 from vlm_train.data.media import load_image  # noqa: E402
 from vlm_train.data.synthetic import generate  # noqa: E402
+from vlm_train.models.base import InputsConfig  # noqa: E402
 
 TILE = 448
 MAX_TILES = 12
@@ -153,10 +163,76 @@ def bench(fn, *args, reps: int) -> tuple[float, float]:
     return n / best, n_tiles / n
 
 
+def collator_rate(path: Path, processor, packed: bool, reps: int) -> tuple[float, float]:
+    """(samples/s on one core, tokens per sample) of the SFT collator, micro-batches of 4."""
+    from vlm_train.models import get_family
+    from vlm_train.train.collator import SFTCollator
+
+    fam = get_family("internvl")
+    samples = list(formats.read(path, "canonical"))
+    builder = fam.make_inputs(processor, InputsConfig(image_roots=(samples[0].meta["image_root"],), max_length=16384))
+    col = SFTCollator(builder, fam.merge_visuals, max_length=16384, packed=packed)
+    rows = [{"sample": s.to_json()} for s in samples]
+
+    def run():
+        tokens = 0
+        for i in range(0, len(rows), 4):
+            tokens += int(col(rows[i : i + 4])["real_tokens"].sum())
+        return len(rows), tokens
+
+    run()
+    best, tokens = float("inf"), 0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _, tokens = run()
+        best = min(best, time.perf_counter() - t0)
+    return len(rows) / best, tokens / len(rows)
+
+
+def cpu_step_demand(tmp: Path, n: int = 8) -> float:
+    """Samples/s a CPU training step of the tiny InternVL consumes (forward, backward, AdamW)."""
+    from vlm_train.config import ModelConfig
+    from vlm_train.models import get_family
+    from vlm_train.testing.length_mix import length_mix
+    from vlm_train.testing.sft_trainer import local_sft_trainer
+    from vlm_train.train.collator import SFTCollator
+
+    fam = get_family("internvl")
+    model, proc = fam.load(ModelConfig(path=str(fam.tiny(tmp / "tiny")), attn_implementation="sdpa"), dtype=torch.float32)
+    rows = [{"sample": s.to_json()} for s in length_mix(tmp / "mix", n, seed=0)]
+    col = SFTCollator(fam.make_inputs(proc, InputsConfig(image_roots=(str(tmp / "mix"),), max_length=4096)),
+                      fam.merge_visuals, max_length=4096, packed=True)
+    batches = [col(rows[i : i + 4]) for i in range(0, n, 4)]
+    trainer = local_sft_trainer(model, proc, col, rows, tmp / "out", max_length=4096)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    t0 = time.perf_counter()
+    for b in batches:
+        trainer.compute_loss(model, dict(b)).backward()
+        opt.step()
+        opt.zero_grad()
+    return n / (time.perf_counter() - t0)
+
+
+def demand_table(rates: dict[int, tuple[float, float]], gpu_tokens: list[float], cpu_demand: float) -> None:
+    import math
+
+    print("\nworkers one GPU needs = demand (samples/s) / collator samples/s per core, rounded up")
+    print(f"{'image':>7} | {'collator/core':>13} | {'tokens/sample':>13} | " + " | ".join(f"{t:>7.0f} tok/s GPU" for t in gpu_tokens))
+    for size, (rate, tps) in rates.items():
+        cells = []
+        for t in gpu_tokens:
+            need = t / tps
+            cells.append(f"{need:>5.1f}/s:{math.ceil(need / rate):>3}w")
+        print(f"{size:>6}² | {rate:>11.1f}/s | {tps:>13.0f} | " + " | ".join(f"{c:>17}" for c in cells))
+    print(f"this machine's CPU training step (tiny InternVL, packed): {cpu_demand:.2f} samples/s consumed")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--gpu-tokens-per-s", type=float, nargs="+", default=[10000.0, 40000.0],
+                    help="training tokens/s of one GPU to size workers for (measure with gpu_check.py)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from vlm_train.models.internvl.tiny import build_processor
@@ -170,6 +246,7 @@ def main() -> None:
     print(
         f"{'image':>7} | {'data layer: read+decode+resize+tokenize':>40} | {'HF processor per sample (+decode)':>34} | tiles/img"
     )
+    rates: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in (448, 1344):
             path = make_data(Path(tmp) / str(size), a.n, size)
@@ -177,6 +254,11 @@ def main() -> None:
             hf, t_hf = bench(run_hf, path, processor, reps=a.reps)
             print(f"{size:>6}² | {ours:>31.1f} samples/s | {hf:>25.1f} samples/s | {t_ours:.0f} / {t_hf:.0f}")
             print(f"{'':>7}   data layer per sample: {breakdown(path, processor.tokenizer)}")
+            rates[size] = collator_rate(path, processor, packed=True, reps=a.reps)
+            padded, _ = collator_rate(path, processor, packed=False, reps=1)
+            print(f"{'':>7}   SFT collator (4 samples per batch): packed {rates[size][0]:.1f} samples/s, "
+                  f"padded {padded:.1f} samples/s, {rates[size][1]:.0f} tokens per sample")
+        demand_table(rates, a.gpu_tokens_per_s, cpu_step_demand(Path(tmp) / "step"))
 
 
 if __name__ == "__main__":

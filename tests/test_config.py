@@ -105,6 +105,52 @@ def test_exponent_floats_without_dot(repo, monkeypatch):
     assert cfg.sft["learning_rate"] == 1e-4 and cfg.sft["weight_decay"] == 0.05
 
 
+def test_per_sample_costs_are_bounded(tmp_path):
+    """Frames per video, images per sample, tokens per sample and the crop floor have bounds."""
+    from tests.cluster.helpers import write_config
+    from vlm_train.config import MAX_FRAMES, MAX_IMAGES, MAX_TOKENS
+
+    path = write_config(tmp_path, "b", data={"synthetic": {"n": 4}})
+    for override, key in [
+        (f"data.num_frames={MAX_FRAMES + 1}", "data.num_frames"),
+        ("data.num_frames=0", "data.num_frames"),
+        (f"data.max_images_per_sample={MAX_IMAGES + 1}", "data.max_images_per_sample"),
+        ("data.max_images_per_sample=0", "data.max_images_per_sample"),
+        ("data.max_image_pixels=0", "data.max_image_pixels"),
+        ("tools.min_crop_size=0", "tools.min_crop_size"),
+        ("tools.min_crop_size=-3", "tools.min_crop_size"),
+        ("sft.max_length=null", "sft.max_length"),
+        (f"sft.max_length={MAX_TOKENS + 1}", "sft.max_length"),
+        ("sft.max_length=0", "sft.max_length"),
+        ("grpo.max_completion_length=null", "grpo.max_completion_length"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(path, [override])
+    cfg = load_config(path, ["data.num_frames=32", "sft.max_length=4096", "tools.min_crop_size=1"])
+    assert cfg.data.num_frames == 32 and cfg.data.max_images_per_sample == 16
+
+
+def test_images_per_sample_bound_holds_at_validation(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from vlm_train.config import DataConfig, SourceConfig
+    from vlm_train.data.errors import TOO_LONG
+    from vlm_train.data.load import load_dataset
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    rows = [{"id": f"n{n}", "image": ["a.png"] * n,
+             "conversations": [{"from": "human", "value": "<image>\n" * n + "q"}, {"from": "gpt", "value": "a"}]}
+            for n in (1, 3)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(train=[SourceConfig(str(tmp_path / "d.jsonl"), format="ovis")], max_images_per_sample=2,
+                     max_error_fraction=1.0)
+    r = load_dataset(cfg)
+    assert [s.id for s in r.samples] == ["n1"]
+    assert [(e.kind, e.line) for e in r.errors] == [(TOO_LONG, 2)] and "max_images_per_sample=2" in r.errors[0].reason
+
+
 # ---- sections that build what they describe ------------------------------------------------
 DS = {"zero2": "configs/deepspeed/zero2.json", "zero3": "configs/deepspeed/zero3.json", "offload": "configs/deepspeed/zero3_offload.json"}
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
+from vlm_train.redact import check_override, redact
 from vlm_train.run_dir import RunDir
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
@@ -132,6 +133,14 @@ class SyntheticConfig:
             raise ConfigError(f"{prefix}.max_shapes", f"must be >= 1, got {self.max_shapes}")
 
 
+# Upper bounds of what one sample may cost: frames per video, images per sample, tokens per
+# sample (sft.max_length, grpo prompt + completion lengths). Beyond them a single bad config
+# value means an out-of-memory crash hours into a run, not a clear error at launch.
+MAX_FRAMES = 256
+MAX_IMAGES = 256
+MAX_TOKENS = 1 << 20
+
+
 @dataclass
 class DataConfig:
     train: list[SourceConfig] = field(default_factory=list)
@@ -143,8 +152,17 @@ class DataConfig:
     on_error: Literal["skip", "raise"] = "skip"
     max_error_fraction: float = 0.05
     num_frames: int = 8
+    """Frames sampled per video (at most MAX_FRAMES)."""
     max_image_pixels: int = 64_000_000
-    """Decompression-bomb cap: images whose header claims more pixels are rejected."""
+    """Decompression-bomb cap: images whose header claims more pixels are rejected; crops and
+    resized images never exceed it either."""
+    max_images_per_sample: int = 16
+    """Samples with more image parts (crops included) are rejected at validation."""
+    cache: Literal["none", "memory", "disk"] = "none"
+    """SFT: keep each sample's decoded and tiled inputs after first use, so later epochs (and
+    the length measurement of packing / group_by_length) do not process its images again."""
+    cache_dir: str | None = None
+    """data.cache: disk: where (default <run_dir>/cache/inputs; node-local disk is fastest)."""
 
     @property
     def has_eval_split(self) -> bool:
@@ -158,8 +176,12 @@ class DataConfig:
             raise ConfigError(f"{prefix}.synthetic", "is not used when data.train is given; remove one (data.synthetic=null)")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ConfigError(f"{prefix}.max_error_fraction", f"must be in [0, 1], got {self.max_error_fraction}")
-        if self.num_frames < 1:
-            raise ConfigError(f"{prefix}.num_frames", f"must be >= 1, got {self.num_frames}")
+        if not 1 <= self.num_frames <= MAX_FRAMES:
+            raise ConfigError(f"{prefix}.num_frames", f"must be in [1, {MAX_FRAMES}], got {self.num_frames}")
+        if not 1 <= self.max_images_per_sample <= MAX_IMAGES:
+            raise ConfigError(f"{prefix}.max_images_per_sample", f"must be in [1, {MAX_IMAGES}], got {self.max_images_per_sample}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"{prefix}.max_image_pixels", f"must be >= 1, got {self.max_image_pixels}")
         for i, root in enumerate(self.image_roots):
             if not Path(root).is_dir():
                 raise ConfigError(f"{prefix}.image_roots[{i}]", f"directory not found: {root}")
@@ -185,6 +207,8 @@ class ToolsConfig:
     def validate(self, prefix: str) -> None:
         if self.max_calls < 0:
             raise ConfigError(f"{prefix}.max_calls", f"must be >= 0, got {self.max_calls}")
+        if self.min_crop_size < 1:
+            raise ConfigError(f"{prefix}.min_crop_size", f"must be >= 1 pixel, got {self.min_crop_size}")
         if self.thinking_budget is not None and self.thinking_budget < 1:
             raise ConfigError(f"{prefix}.thinking_budget", f"must be >= 1, got {self.thinking_budget}")
 
@@ -272,10 +296,15 @@ class RunConfig:
     """Testing aid: raise in every worker at this global step once (a simulated crash)."""
     stop_at_step: int | None = None
     """Testing aid: exit the job cleanly (status 3) after this step's checkpoint (simulated preemption)."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/Inf loss or gradient norm: stop before that step's checkpoint, or skip the batch (counted)."""
 
     def validate(self, prefix: str) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"{prefix}.name", f"must be a non-empty name without '/', got {self.name!r}")
+        from vlm_train.names import run_name_problem
+
+        problem = run_name_problem(self.name)
+        if problem:
+            raise ConfigError(f"{prefix}.name", problem)
         if self.max_failures < -1:
             raise ConfigError(f"{prefix}.max_failures", f"must be >= -1, got {self.max_failures}")
 
@@ -328,6 +357,9 @@ class JobConfig:
 TRL_SECTIONS = {"sft": "SFTConfig", "grpo": "GRPOConfig"}
 STAGES = ("sft", "grpo", "eval")
 
+# Tokens per sample are bounded: a null or huge length means an out-of-memory crash hours in.
+_TOKEN_BOUNDS = ("max_length", "max_prompt_length", "max_completion_length")
+
 
 def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -> None:
     import dataclasses as dc
@@ -335,6 +367,7 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
     import trl
 
     from vlm_train.train.args import check_user_args
+    from vlm_train.train.sft_options import split_sft
 
     cls = getattr(trl, TRL_SECTIONS[section])
     names = {f.name for f in dc.fields(cls)}
@@ -342,6 +375,8 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
         check_user_args(section, values)
     except ConfigError as e:
         raise ConfigError(e.key, e.reason, file) from None
+    if section == "sft":  # our own keys (packing, loss weighting, ...) are checked by us
+        _, values = split_sft(values, file)
     for k, v in values.items():
         if k not in names:
             raise ConfigError(f"{section}.{k}", f"unknown {cls.__name__} field", file)
@@ -353,6 +388,8 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
                 raise ConfigError(f"{section}.{k}", f"expected a number, got {v!r}", file)
             if k in ("learning_rate", "max_steps", "per_device_train_batch_size") and v <= 0 and k != "max_steps":
                 raise ConfigError(f"{section}.{k}", f"must be > 0, got {v!r}", file)
+        if k in _TOKEN_BOUNDS and (v is None or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS):
+            raise ConfigError(f"{section}.{k}", f"tokens per sample must be bounded: an integer in [1, {MAX_TOKENS}], got {v!r}", file)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True) -> JobConfig:
@@ -370,6 +407,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
     if not isinstance(tree, dict):
         raise ConfigError("<root>", "the config must be a mapping of sections", file)
     for o in overrides or []:
+        refused = check_override(o)
+        if refused:
+            raise ConfigError(o.split("=", 1)[0].strip(), refused, file)
         try:
             apply_override(tree, o)
         except ConfigError as e:
@@ -410,6 +450,7 @@ def absolutise(cfg: JobConfig) -> None:
         src.path = a(src.path)
         src.image_root = a(src.image_root)
     cfg.data.image_roots = [a(r) for r in cfg.data.image_roots]
+    cfg.data.cache_dir = a(cfg.data.cache_dir)
     cfg.deepspeed.config = a(cfg.deepspeed.config)
     cfg.cluster.pools_dir = a(cfg.cluster.pools_dir)
     cfg.run.storage_path = a(cfg.run.storage_path)
@@ -418,17 +459,3 @@ def absolutise(cfg: JobConfig) -> None:
 def dump_config(cfg: JobConfig) -> str:
     """YAML of the resolved config with secrets redacted (safe to write next to a run)."""
     return yaml.safe_dump(redact(cfg.to_dict()), sort_keys=False)
-
-
-_SECRET_HINTS = ("token", "password", "secret", "api_key", "apikey", "credential")
-
-
-def redact(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {
-            k: ("***" if any(h in str(k).lower() for h in _SECRET_HINTS) and v else redact(v))
-            for k, v in tree.items()
-        }
-    if isinstance(tree, list):
-        return [redact(v) for v in tree]
-    return tree

@@ -55,6 +55,11 @@ class RunDir:
         return self.root / "data"
 
     @property
+    def inputs_cache(self) -> Path:
+        """``data.cache: disk`` default: per-sample model inputs (decoded, tiled pixels)."""
+        return self.root / "cache" / "inputs"
+
+    @property
     def prepared(self) -> Path:
         """The record of the prepared data (a resubmitted run reuses it)."""
         return self.data / "prepared.json"

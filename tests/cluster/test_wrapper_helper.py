@@ -23,13 +23,14 @@ def test_ray_start_args_advertise_pool_resources_and_labels():
 def test_info_is_shell_the_wrapper_can_eval(tmp_path):
     cfg = write_config(tmp_path, "r1", cluster={"pool": "h100-80gb", "pools_dir": str(POOLS_DIR), "nodes": 2})
     out = subprocess.run(
-        [sys.executable, "-m", "vlm_train.cluster.wrapper_helper", "info", str(cfg), "run.name=r 2"],
+        [sys.executable, "-m", "vlm_train.cluster.wrapper_helper", "info", str(cfg), f"run.storage_path={tmp_path}/my runs"],
         capture_output=True, text=True, check=True, cwd=REPO,
     ).stdout
     # Evaluate it in bash exactly as vlm_train.sbatch does, then read the variables back.
     script = out + '\nprintf "%s\\n" "$VT_RUN_DIR" "$VT_POOL" "$VT_WORLD_SIZE" "${VT_RAY_NODE_ARGS[@]}"'
     got = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert got == [str(tmp_path / "runs" / "r 2"), "h100-80gb", "16",
+    # Run names are plain names (tests/test_names.py); a storage path may hold spaces.
+    assert got == [str(tmp_path / "my runs" / "r1"), "h100-80gb", "16",
                    '--resources={"pool-h100-80gb":8.0}', "--labels=vlm-train/pool=h100-80gb"]
 
 

@@ -123,7 +123,8 @@ def test_internvl_meta_round_trip_and_repeat(tmp_path):
     }
     (base / "meta.json").write_text(json.dumps(meta))
     assert detect_format(base / "meta.json") == "internvl_meta"
-    samples, issues = _read(base / "meta.json")
+    # ds_b's absolute root is outside the meta file's folder: the config must list it.
+    samples, issues = _read(base / "meta.json", roots=(str(tmp_path / "elsewhere"),))
     assert not issues
     assert [(s.meta["dataset"], s.meta["repeat"]) for s in samples] == [("ds_a", 2), ("ds_a", 2), ("ds_b", 0.5)]
     assert samples[0].meta["image_root"] == str((base / "imgs_a").resolve())

@@ -105,3 +105,45 @@ def test_missing_or_directory_source_is_a_problem(tmp_path):
     r = load_dataset(cfg)
     assert len(r.samples) == 3
     assert [(e.source, e.reason) for e in r.errors] == [(str(tmp_path / "adir"), "not a data file")]
+
+
+def test_data_never_widens_its_own_roots(tmp_path):
+    """A row's meta cannot add a root (``image_root: "/"``) nor forge where it came from, and
+    an InternVL meta file's ``root`` must lie inside a configured root."""
+    from PIL import Image
+
+    from vlm_train.data.errors import OUTSIDE_ROOT
+
+    data = tmp_path / "data"
+    secret = tmp_path / "secret"
+    for d in (data, secret):
+        d.mkdir()
+    Image.new("RGB", (8, 8)).save(secret / "private.png")
+    good = generate(data, 2, seed=0)
+    path = data / "d.jsonl"
+    write(good, path, "canonical")
+    row = json.loads(path.read_text().splitlines()[0])
+    row["id"] = "forged"
+    row["messages"][0]["content"][0]["media"] = str(secret / "private.png")
+    for provenance in ({"image_root": "/"}, {"image_root": str(secret), "source": "elsewhere.jsonl", "line": 99}):
+        row["meta"] = provenance
+        path.write_text(path.read_text() + json.dumps(row) + "\n")
+    r = load_dataset(DataConfig(train=[SourceConfig(str(path))], on_error="skip", max_error_fraction=0.9))
+    assert [s.id for s in r.samples] == [s.id for s in good]
+    assert [(e.kind, e.source, e.line) for e in r.errors] == [(OUTSIDE_ROOT, str(path), 3), (OUTSIDE_ROOT, str(path), 4)]
+    assert r.image_roots == [str(data.resolve())]
+    assert all(s.meta["image_root"] == str(data.resolve()) for s in r.samples)
+
+    # A meta file's documented root field is resolved against the configured roots.
+    write(good, data / "conv.jsonl", "internvl")
+    meta = data / "meta.json"
+    meta.write_text(json.dumps({"ds": {"root": str(secret), "annotation": "conv.jsonl"}}))
+    cfg = DataConfig(train=[SourceConfig(str(meta), format="internvl_meta")], on_error="raise")
+    with pytest.raises(DataError, match="ds.root .* outside the configured roots"):
+        load_dataset(cfg)
+    import shutil
+
+    shutil.copytree(data / "images", secret / "images")
+    cfg.image_roots = [str(secret)]
+    got = load_dataset(cfg)
+    assert len(got.samples) == 2 and str(secret.resolve()) in got.image_roots

@@ -77,3 +77,30 @@ def test_sample_images_include_crops_from_the_original(tmp_path):
     small_full, small_crop = load_sample_images(s, [tmp_path], resize_max_pixels=32 * 32)
     assert small_full.size == (32, 32) and small_crop.size == crop.size
     assert s.media("image") == [s.messages[0].content[0].media]  # unchanged older helper
+
+
+def test_only_raster_formats_are_decoded(tmp_path, monkeypatch):
+    """PostScript/EPS (Ghostscript's input) named like a JPEG is a bad image, never decoded;
+    a real raster file is accepted whatever its name."""
+    from PIL import EpsImagePlugin
+
+    from vlm_train.data.errors import CORRUPT_MEDIA
+    from vlm_train.data.validate import Validator
+
+    def ghostscript(*a, **k):
+        raise AssertionError("an EPS file reached Ghostscript")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nnewpath 0 0 moveto 16 16 lineto stroke\n%%EOF\n"
+    (tmp_path / "x.jpg").write_bytes(eps)
+    (tmp_path / "page.png").write_bytes(b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    Image.new("RGB", (6, 4), "blue").save(tmp_path / "really_png.jpg", format="PNG")
+    for name in ("x.jpg", "page.png"):
+        for read in (image_size, load_image):
+            with pytest.raises(MediaError, match="not an image of an allowed raster format") as e:
+                read(name, [tmp_path])
+            assert e.value.kind == CORRUPT_MEDIA
+        v = Validator(roots=[tmp_path], decode=False)
+        with pytest.raises(Exception, match="allowed raster format"):
+            v.image(name, (str(tmp_path),))
+    assert image_size("really_png.jpg", [tmp_path]) == (6, 4)

@@ -84,6 +84,8 @@ def test_ray_job_submit_zero2(repo, ray_cluster, tmp_path):
     assert any(not torch.equal(base[k], final[k]) for k in base)
     before, after = fixed_set_loss(run / "base_model", run), fixed_set_loss(run / "models" / "sft" / "full", run)
     assert after < before - 0.1, (before, after)
+    # What others load holds no pickle (training_args.bin is replaced by training_args.json).
+    assert not [p for p in (run / "models").rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
 
 
 def test_zero3_lora_merge_matches_adapter(repo, ray_cluster, tmp_path, monkeypatch):
@@ -116,6 +118,7 @@ def test_zero3_lora_merge_matches_adapter(repo, ray_cluster, tmp_path, monkeypat
     # Only adapter weights were trained: the adapter file holds LoRA tensors alone.
     adapter = safetensors_state(run / "models" / "sft" / "adapter")
     assert adapter and all("lora_" in k for k in adapter)
+    assert not [p for p in (run / "models").rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
 
 
 def test_resume_after_stop_and_restart_after_failure(repo, ray_cluster, tmp_path, monkeypatch):

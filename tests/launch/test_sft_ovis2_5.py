@@ -1,5 +1,6 @@
 """End-to-end SFT of the tiny Ovis2.5 through jobs.sft: 2 workers, ZeRO-3 + LoRA (the debug
-config) and ZeRO-2 full fine-tuning; loss finite and decreasing, LoRA saved and merged."""
+config) and ZeRO-2 full fine-tuning with packed rows and the disk input cache; loss finite and
+decreasing, LoRA saved and merged."""
 
 from __future__ import annotations
 
@@ -65,17 +66,23 @@ def test_zero3_lora_two_workers(repo, ray_cluster, tmp_path, monkeypatch):
     assert "vte.weight" in keys and not any("lora" in k or "base_layer" in k for k in keys)
 
 
-def test_zero2_full_two_workers(repo, ray_cluster, tmp_path, monkeypatch):
+def test_zero2_full_two_workers_packed(repo, ray_cluster, tmp_path, monkeypatch):
     storage = tmp_path / "runs"
     rc = run_in_process(
         repo, monkeypatch, ray_cluster, CFG, f"run.storage_path={storage}", "run.name=ovis_z2full",
         "model.lora.enabled=false", "deepspeed.config=configs/deepspeed/zero2.json", "sft.learning_rate=5.0e-4",
+        "sft.packing=true", "sft.per_device_train_batch_size=1", "sft.max_length=256", "data.cache=disk",
     )
     assert rc == 0
     run = storage / "ovis_z2full"
     losses = _losses(run)
     assert all(math.isfinite(x) for x in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05, losses
+    # Packed rows hold several samples: more real tokens per step than one padded sample would.
+    history = json.loads((run / "stages" / "sft.json").read_text())["log_history"]
+    seen = [e["num_input_tokens_seen"] for e in history if "num_input_tokens_seen" in e]
+    assert seen and seen[0] > 256  # 2 ranks x 1 row of <= 256 tokens, each row holding real tokens only
+    assert list((run / "cache" / "inputs").glob("*.safetensors"))  # images decoded once, kept on disk
     base, final = safetensors_state(run / "base_model"), safetensors_state(run / "models" / "sft" / "full")
     assert base.keys() == final.keys()
     # Full fine-tuning moved the vision tower, the visual head and the LLM.

@@ -24,7 +24,7 @@ def cfgs(repo, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
 @pytest.mark.parametrize("key,source", [
-    ("seed", "run.seed"), ("save_total_limit", "run.checkpoints_to_keep"), ("dataloader_num_workers", "the launcher"),
+    ("seed", "run.seed"), ("save_total_limit", "run.checkpoints_to_keep"),
     ("include_num_input_tokens_seen", "tokens_per_second"), ("save_only_model", "resume"),
     ("remove_unused_columns", "collator"), ("bf16", "model.dtype"), ("fp16", "model.dtype"),
     ("output_dir", "run directory"), ("deepspeed", "deepspeed.config"), ("use_cpu", "device"),
@@ -61,9 +61,12 @@ def test_builder_sets_only_owned_fields_over_the_user(stage, cuda, cfgs):
     kw = stage_kwargs(ArgsContext(cfg, stage, rank=1, cuda=cuda))
     user = getattr(cfg, stage)
     from vlm_train.train.args import STAGE_DEFAULTS
+    from vlm_train.train.dataloading import dataloader_defaults
 
-    # Whatever is neither the user's nor our default is launcher-owned, and listed once.
-    set_by_launcher = {k for k in kw if k not in user and k not in STAGE_DEFAULTS[stage]}
+    # Whatever is neither the user's nor our default (SFT: also the pool's dataloader defaults)
+    # is launcher-owned, and listed once.
+    pool = dataloader_defaults(cfg) if stage == "sft" else {}
+    set_by_launcher = {k for k in kw if k not in user and k not in STAGE_DEFAULTS[stage] and k not in pool}
     assert set_by_launcher <= set(owned(stage))
     assert not set(OWNED) & set(STAGE_OWNED[stage])
     # Every user key reaches the trainer untouched.

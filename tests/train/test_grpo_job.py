@@ -33,5 +33,7 @@ def test_grpo_job(family, ds, repo, ray_cluster, tmp_path, monkeypatch):
     for name in ("iou", "format", "region"):
         assert f"train/rewards/{name}/mean" in scalars and f"train/rewards/{name}/std" in scalars
     assert "train/completions/mean_length" in scalars and "train/tools/calls_per_rollout" in scalars
+    for name in ("rollout_s", "score_s", "update_s", "rollout_share", "tokens_generated_per_s", "crop_calls_per_s"):
+        assert f"train/perf/{name}" in scalars, name
     assert (run / "grpo" / "checkpoint-000002" / "trainer_state.json").is_file()
     assert (run / "models" / "grpo" / "MODEL").is_file()

@@ -68,6 +68,17 @@ def test_grpo_update_raises_advantage_weighted_logprob(family_name, tmp_path, mo
     monkeypatch.setattr(trainer, "_generate_and_score_completions", capture)
     trainer.train()
 
+    # The step profile: every logged step splits its time into rollout / score / update, and the
+    # 8 rollouts (prompt x num_generations) of a generation batch share batched generate calls,
+    # one per tool-turn round (max_calls=1: at most 2), never one per rollout.
+    logs = [e for e in trainer.state.log_history if "perf/update_s" in e]
+    assert logs and all(e["perf/update_s"] > 0 for e in logs)
+    gen_logs = [e for e in logs if e.get("perf/rollout_s", 0) > 0]
+    assert gen_logs and all(e["perf/score_s"] > 0 and e["perf/tokens_generated_per_s"] > 0 for e in gen_logs)
+    assert all(1 <= e["perf/generate_calls"] <= 2 for e in gen_logs)
+    for e in logs:
+        assert abs(e["perf/rollout_share"] + e["perf/score_share"] + e["perf/update_share"] - 1) < 1e-6
+
     adv = captured["advantages"]
     assert (adv != 0).any(), "the rollouts' rewards did not differ; the test would be vacuous"
     ids = torch.cat([captured["prompt_ids"], captured["completion_ids"]], 1)

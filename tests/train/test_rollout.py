@@ -136,3 +136,22 @@ def test_thinking_budget_in_rollouts(setup, tmp_path):
     row = rollout.start(sample)
     rollout.generate(scripted, [row], {}, max_completion=200)
     assert row.completion_ids == closed and all(row.mask)
+
+
+def test_rollout_crops_honour_max_image_pixels(setup, tmp_path):
+    """The original a rollout crops from is loaded under data.max_image_pixels, so no crop
+    (nor the image itself) exceeds it."""
+    from vlm_train.data.media import MediaError
+
+    fam = get_family("internvl")
+    path = fam.tiny(tmp_path / "tiny")
+    _, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(setup),)))
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    small = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)], max_pixels=80 * 48 - 1)
+    with pytest.raises(MediaError, match="over the 3839-pixel cap"):
+        small.start(sample)
+    fits = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)], max_pixels=80 * 48)
+    row = fits.start(sample)
+    _, _, crop_image = fits.tool_turn(row, Box(0, 0, 80, 48))
+    assert crop_image.width * crop_image.height <= 80 * 48

@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vlm-train cluster: {e}", file=sys.stderr)
         return 2
-    text = f"# Rendered by: vlm-train cluster {' '.join(argv if argv is not None else sys.argv[1:])}\n"
-    text += yaml.safe_dump(manifest, sort_keys=False, width=120)
+    from vlm_train.redact import redact_argv, redact_strings
+
+    text = f"# Rendered by: vlm-train cluster {' '.join(redact_argv(argv if argv is not None else sys.argv[1:]))}\n"
+    text += yaml.safe_dump(redact_strings(manifest), sort_keys=False, width=120)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

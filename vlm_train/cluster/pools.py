@@ -61,6 +61,19 @@ class PoolSpec:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"{prefix}.{key}" if prefix else key, why)
 
+        from vlm_train.names import label_key_problem, label_value_problem
+
+        # The name becomes a worker-group name and a pod label value; labels go to `ray start
+        # --labels=k=v,...` and the manifests: a comma, '=' or newline in them would inject.
+        problem = label_value_problem(self.name) if self.name else "must not be empty"
+        if problem:
+            raise bad("name", problem)
+        for k, v in self.labels.items():
+            problem = label_key_problem(str(k)) or label_value_problem(str(v))
+            if problem:
+                raise bad(f"labels.{k}", problem)
+        if self.ray_resource is not None and label_value_problem(self.ray_resource):
+            raise bad("ray_resource", label_value_problem(self.ray_resource))
         if self.gpus_per_node < 0:
             raise bad("gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
         if self.accelerator is not None:

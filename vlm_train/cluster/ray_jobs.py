@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from vlm_train.redact import redact_text
+
 
 class ClusterStartError(RuntimeError):
     """The Ray cluster did not come up (a node runtime died, or nodes never joined)."""
@@ -102,7 +104,7 @@ def submit_and_follow(
     _submit_with_retry(client, submit_timeout_s, entrypoint=entrypoint, submission_id=submission_id,
                        runtime_env=runtime_env, entrypoint_resources=entrypoint_resources or None,
                        entrypoint_num_cpus=entrypoint_num_cpus, entrypoint_num_gpus=entrypoint_num_gpus)
-    print(f"[vlm-train] submitted Ray job {submission_id}: {entrypoint}", file=out, flush=True)
+    print(f"[vlm-train] submitted Ray job {submission_id}: {redact_text(entrypoint)}", file=out, flush=True)
 
     async def follow() -> None:
         async for chunk in client.tail_job_logs(submission_id):

@@ -16,6 +16,7 @@ from typing import Any
 from vlm_train.cluster.node_resources import node_labels, node_resources
 from vlm_train.cluster.pools import PoolSpec
 from vlm_train.cluster.render_common import RAY_VERSION, JobSpec, gpu_pools
+from vlm_train.redact import redact_text
 
 # Kubelet, device plugins and daemon sets need room on each node: request 90% of it.
 HEADROOM = 0.9
@@ -133,6 +134,13 @@ def raycluster_spec(pools: list[PoolSpec], opts: KubeOptions, job: JobSpec | Non
 
 
 def _metadata(opts: KubeOptions) -> dict[str, Any]:
+    from vlm_train.config_base import ConfigError
+    from vlm_train.names import dns_label_problem
+
+    for flag, value in (("--name", opts.name), ("--namespace", opts.namespace)):
+        problem = value is not None and dns_label_problem(value)
+        if problem:
+            raise ConfigError(flag, problem)
     meta: dict[str, Any] = {"name": opts.name, "labels": {"app.kubernetes.io/name": "vlm-train"}}
     if opts.namespace:
         meta["namespace"] = opts.namespace
@@ -151,7 +159,7 @@ def render_rayjob(pools: list[PoolSpec], opts: KubeOptions, job: JobSpec) -> dic
         "kind": "RayJob",
         "metadata": _metadata(opts),
         "spec": {
-            "entrypoint": job.entrypoint(f"{opts.storage_mount}/runs"),
+            "entrypoint": redact_text(job.entrypoint(f"{opts.storage_mount}/runs")),
             # The driver only coordinates: keep it on the head, off the GPU workers.
             "entrypointNumCpus": 0,
             "submissionMode": "K8sJobMode",

@@ -46,6 +46,13 @@ def plan(args: argparse.Namespace) -> tuple[list[str], str, Path]:
     if args.nodes < 1:
         raise ConfigError("--nodes", f"must be >= 1, got {args.nodes}")
     overrides = list(args.overrides)
+    from vlm_train.redact import check_override
+
+    for extra in args.sbatch_arg:  # --export=ALL,HF_TOKEN=... would put the token in sbatch's argv
+        refused = check_override(extra.lstrip("-")) or next(
+            (check_override(part) for part in extra.split(",") if check_override(part)), None)
+        if refused:
+            raise ConfigError("--sbatch-arg", refused)
     # Validate the config as given first, so its own errors name its own keys.
     base = load_config(args.config, overrides, check_trl=True)
     pools_dir = args.pools_dir or base.cluster.pools_dir
@@ -81,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlm-train slurm: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(header)
-        print(shell_line(cmd))
+        from vlm_train.redact import redact_argv, redact_text
+
+        print(redact_text(header))
+        print(shell_line(redact_argv(cmd)))
         return 0
     if shutil.which("sbatch") is None:
         print("vlm-train slurm: sbatch not found on PATH (run this on a SLURM login node)", file=sys.stderr)

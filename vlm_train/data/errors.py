@@ -23,6 +23,8 @@ PLACEHOLDER_MISMATCH = "placeholder_mismatch"
 BAD_BOX = "bad_box"
 BAD_FIELD = "bad_field"
 TOO_LONG = "too_long"
+RESERVED_TOKEN = "reserved_token"
+UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True)

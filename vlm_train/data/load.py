@@ -111,6 +111,7 @@ def load_dataset(
     max_length: int | None = None,
     decode: bool = True,
     workers: int | None = None,
+    require_image: bool = False,
 ) -> LoadResult:
     """Read, validate and return one split of the configured data.
 
@@ -131,6 +132,7 @@ def load_dataset(
             only, for very large datasets whose full decode at start costs too much.
         workers: threads that open images ahead of the in-order checks (None: up to 8,
             one per core); problems are still reported in file order.
+        require_image: every sample needs an image part (jobs with a GRPO stage).
 
     Returns:
         LoadResult. An eval split with no sources and no synthetic config is empty.
@@ -150,6 +152,11 @@ def load_dataset(
         length_fn=length_fn,
         max_length=max_length,
         decode=decode,
+        reserved_text=tuple(getattr(family, "reserved_text", ())),
+        takes_video=getattr(family, "takes_video", True),
+        require_image=require_image,
+        num_frames=data_cfg.num_frames,
+        max_images=data_cfg.max_images_per_sample,
     )
     roots: list[str] = list(data_cfg.image_roots)
     samples: list[Sample] = []
@@ -157,7 +164,7 @@ def load_dataset(
     if sources:
         text = _family_text(family)
         for src in sources:
-            opts = ReadOptions(image_root=src.image_root, **text)
+            opts = ReadOptions(image_root=src.image_root, roots=tuple(data_cfg.image_roots), **text)
             roots.append(opts.root_for(src.path))
             kept: list[Sample] = []
             items = list(_read_source(src.path, src.format, opts))
@@ -168,6 +175,8 @@ def load_dataset(
                     collect.add(item, unread=True)
                     continue
                 n_read += 1
+                # The loader stamped this root (the source's, or a format's root confined to
+                # the configured ones), so adding it never widens what the config allows.
                 if item.meta.get("image_root"):
                     roots.append(str(item.meta["image_root"]))
                 if _keep(item, validator, validate, collect):

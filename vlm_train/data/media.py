@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vlm_train.data.errors import CORRUPT_MEDIA, MISSING_MEDIA, OUTSIDE_ROOT, TOO_LARGE
 from vlm_train.data.sample import Sample
@@ -21,6 +21,11 @@ from vlm_train.data.sample import Sample
 # EXIF orientations that swap width and height (transpose / rotate 90 / transverse / rotate 270).
 _SWAPS_AXES = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
+
+# The only decoders PIL may pick, whatever a file is named: plain raster formats. PostScript,
+# EPS and PDF would be handed to Ghostscript (an interpreter running the file as a program),
+# so an EPS file named ``x.jpg`` must be refused as a bad image, not identified by its content.
+RASTER_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 
 class MediaError(ValueError):
@@ -73,9 +78,15 @@ def _open(real: Path, shown: str) -> Image.Image:
         with warnings.catch_warnings():
             # Our own cap (checked from the header) replaces PIL's warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(real)
+            return Image.open(real, formats=RASTER_FORMATS)
     except Image.DecompressionBombError as e:
         raise MediaError(f"{shown}: {e}", TOO_LARGE) from None
+    except UnidentifiedImageError:
+        raise MediaError(
+            f"{shown}: cannot read image header (not an image of an allowed raster format: "
+            f"{', '.join(RASTER_FORMATS)})",
+            CORRUPT_MEDIA,
+        ) from None
     except Exception as e:  # PIL raises many types for unreadable headers
         raise MediaError(f"{shown}: cannot read image header ({type(e).__name__}: {e})", CORRUPT_MEDIA) from None
 

@@ -129,7 +129,23 @@ class Sample:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Sample:
         def box(b):
-            return None if b is None else Box(**b) if isinstance(b, dict) else Box(*b)
+            # Four finite numbers or a ValueError naming the bad value: a box of strings, NaN
+            # or Infinity must not reach IoU, cropping or coordinate text.
+            from vlm_train.data.coords import parse_numbers
+            from vlm_train.data.errors import BAD_BOX, SampleProblem
+
+            if b is None:
+                return None
+            if isinstance(b, dict):
+                if set(b) != {"x1", "y1", "x2", "y2"}:
+                    raise SampleProblem(BAD_BOX, f"a box needs keys x1, y1, x2, y2, got {sorted(b)}"[:200])
+                b = [b["x1"], b["y1"], b["x2"], b["y2"]]
+            if isinstance(b, (list, tuple)) and any(isinstance(v, (str, bool)) for v in b):
+                raise SampleProblem(BAD_BOX, f"box coordinates must be JSON numbers, got {list(b)!r}"[:200])
+            try:
+                return Box(*parse_numbers(b))
+            except ValueError as e:
+                raise SampleProblem(BAD_BOX, str(e)[:200]) from None
 
         def target(t):
             return GroundingTarget(t["phrase"], box(t["box"]), t.get("image_index", 0))

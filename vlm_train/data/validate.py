@@ -21,7 +21,9 @@ from vlm_train.data.errors import (
     BAD_ROLE,
     NO_ASSISTANT,
     PLACEHOLDER_MISMATCH,
+    RESERVED_TOKEN,
     TOO_LONG,
+    UNSUPPORTED,
     SampleProblem,
 )
 from vlm_train.data.media import MediaError, image_size, load_image, resolve_path
@@ -44,6 +46,13 @@ class Validator:
         length_fn: token length of a (validated) sample; with ``max_length`` longer samples
             are ``too_long`` problems.
         max_length: longest sample accepted when ``length_fn`` is set.
+        reserved_text: the family's special tokens; data text holding one literally is
+            refused (the tokenizer would read it as the real token: a forged turn or image).
+        takes_video: whether the family's input builder takes video parts.
+        require_image: every sample needs an image (GRPO: rollouts crop the first image).
+        num_frames: frames a video is sampled to; with ``decode`` those frames are decoded
+            once, so a video truncated after its first frame is caught here.
+        max_images: most image parts (crops included) one sample may hold.
     """
 
     roots: Sequence[str | os.PathLike] = ()
@@ -52,6 +61,11 @@ class Validator:
     require_assistant: bool = True
     length_fn: Callable[[Sample], int] | None = None
     max_length: int | None = None
+    reserved_text: Sequence[str] = ()
+    takes_video: bool = True
+    require_image: bool = False
+    num_frames: int = 8
+    max_images: int | None = None
     _images: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[int, int]] | MediaError] = field(default_factory=dict)
     _videos: dict[tuple[str, tuple[str, ...]], str | MediaError] = field(default_factory=dict)
 
@@ -109,6 +123,10 @@ class Validator:
 
                 real = str(resolve_path(path, roots))
                 video_info(real, roots)
+                if self.decode:  # the frames training will read: a truncated tail fails here
+                    from vlm_train.data.video import load_video
+
+                    load_video(real, roots, self.num_frames)
                 self._videos[key] = real
             except MediaError as e:
                 self._videos[key] = e
@@ -162,9 +180,30 @@ class Validator:
             if n > self.max_length:
                 raise SampleProblem(TOO_LONG, f"{n} tokens, over max_length {self.max_length}")
 
+    def _reserved(self, sample: Sample) -> None:
+        texts = [(f"message {k}", t) for k, m in enumerate(sample.messages) for p in m.content
+                 for t in (p.text, p.label) if t]
+        texts += [(f"phrase of {what}", t.phrase) for what, items in (("target", sample.targets), ("region", sample.regions))
+                  for t in items if t.phrase]
+        for where, text in texts:
+            hit = next((tok for tok in self.reserved_text if tok in text), None)
+            if hit:
+                raise SampleProblem(
+                    RESERVED_TOKEN, f"{where}: the text holds the special token {hit!r} literally; the tokenizer "
+                    "would read it as the real one (remove or escape it in the data)")
+
     def _structure(self, sample: Sample) -> None:
         if not sample.messages:
             raise SampleProblem(BAD_FIELD, "sample has no messages")
+        self._reserved(sample)
+        parts = [p for m in sample.messages for p in m.content]
+        if not self.takes_video and any(p.type == "video" for p in parts):
+            raise SampleProblem(UNSUPPORTED, "video part, but this model family takes images only")
+        if self.require_image and not any(p.type == "image" for p in parts):
+            raise SampleProblem(UNSUPPORTED, "no image: GRPO rollouts crop the sample's first image")
+        n_images = len(sample.image_parts())
+        if self.max_images is not None and n_images > self.max_images:
+            raise SampleProblem(TOO_LONG, f"{n_images} images, over data.max_images_per_sample={self.max_images}")
         prev = None
         for k, m in enumerate(sample.messages):
             if m.role not in ROLES:
@@ -202,6 +241,10 @@ class Validator:
 def _check_box(box: Box | None, size: tuple[int, int] | None, what: str) -> None:
     if box is None:
         raise SampleProblem(BAD_BOX, f"{what}: missing box")
+    try:  # samples built in code (not read by a reader) reach here too
+        coords.parse_numbers(box.as_list())
+    except ValueError as e:
+        raise SampleProblem(BAD_BOX, f"{what}: {e}") from None
     problem = coords.box_problem(box, *(size or (None, None)))
     if problem:
         raise SampleProblem(BAD_BOX, f"{what}: {problem}")

@@ -43,7 +43,10 @@ def video_info(path: str, roots: Sequence[str | os.PathLike]) -> dict[str, float
     n = len(vr)
     if n == 0:
         raise MediaError(f"{path}: video has no frames", CORRUPT_MEDIA)
-    h, w = vr[0].shape[:2]
+    try:
+        h, w = vr[0].shape[:2]
+    except Exception as e:  # decord's DECORDError for a damaged first frame
+        raise MediaError(f"{path}: cannot decode frame 0 ({type(e).__name__}: {str(e)[:200]})", CORRUPT_MEDIA) from None
     return {"frames": n, "fps": float(vr.get_avg_fps()), "width": w, "height": h}
 
 

@@ -59,16 +59,21 @@ def fail(msg: str, code: int = EXIT_FAILED) -> Any:
 def run_job(cfg: JobConfig) -> int:
     """Run the pipeline over ``cfg.stages``; print what each stage did and the report table.
 
-    Returns the exit code: 0 done, 1 a stage failed, 3 a stage stopped before its end.
+    Returns the exit code: 0 done, 1 a stage failed, 2 another driver holds the run
+    directory, 3 a stage stopped before its end.
     """
     from vlm_train.launch.pipeline import StageFailed, run_pipeline
     from vlm_train.launch.report import stage_status, table
+    from vlm_train.runstate import RunLocked
 
     try:
         result = run_pipeline(cfg)
     except StageFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except RunLocked as e:  # nothing started: another driver owns the run directory
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     if result.stopped:
         status = stage_status(cfg.run_dir, result.stopped) or {}
         print(f"{result.stopped}: stopped at step {status.get('global_step')} of {status.get('max_steps')}; "

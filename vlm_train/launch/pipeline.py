@@ -10,7 +10,6 @@ number of shapes, reward means at the start and end of training, tool-call valid
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from vlm_train.launch.ray_env import connect_ray
 from vlm_train.launch.report import reward_summary, stage_status
 from vlm_train.launch.trainer import run_stage
 from vlm_train.models import get_family
+from vlm_train.runstate import read_json, run_lock, write_json_atomic
 
 log = logging.getLogger("vlm_train")
 
@@ -54,16 +54,22 @@ def stage_done(cfg: JobConfig, stage: str) -> bool:
 
 
 def run_pipeline(cfg: JobConfig) -> PipelineResult:
+    """Raises RunLocked when another live driver holds the run directory."""
+    with run_lock(cfg.run_dir.root):  # one driver per run directory
+        return _run_pipeline(cfg)
+
+
+def _run_pipeline(cfg: JobConfig) -> PipelineResult:
     quiet_driver(cfg.run_dir.driver_log, placement(cfg).use_gpu)
     family = get_family(cfg.model.family)
     cfg = materialise_model(cfg, family)
     data = prepare_data(cfg, family)
     connect_ray(cfg, placement(cfg))
     report_path = cfg.run_dir.report
-    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report: dict[str, Any] = read_json(report_path) or {}  # damaged: its entries are re-derived
 
     def save() -> None:
-        report_path.write_text(json.dumps(report, indent=2))
+        write_json_atomic(report_path, report)
 
     model_dir = Path(cfg.model.path)
     if cfg.evaluate and "base" not in report:

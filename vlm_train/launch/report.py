@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vlm_train.run_dir import RunDir
+from vlm_train.runstate import read_json
 
 
 def stage_status(run_dir: RunDir, stage: str) -> dict[str, Any] | None:
     """``stages/<stage>.json`` (written by rank 0 when a stage's training ends), or None."""
-    path = run_dir.stage_status(stage)
-    return json.loads(path.read_text()) if path.is_file() else None
+    # Damaged (truncated): None, so the stage is resumed from its checkpoint, never a crash.
+    return read_json(run_dir.stage_status(stage))
 
 
 def reward_summary(run_dir: RunDir, stage: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from vlm_train.config import JobConfig, dump_config
 from vlm_train.launch.console import ProgressPrinter
 from vlm_train.launch.plan import placement, stage_batches
 from vlm_train.launch.ray_env import connect_ray, worker_env
+from vlm_train.redact import strip_secrets
 
 log = logging.getLogger("vlm_train")
 
@@ -35,9 +36,13 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
     cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
     cfg.run_dir.config.write_text(dump_config(cfg))
     connect_ray(cfg, p)
+    # Ray keeps train_loop_config in its state files and shows it in the dashboard: no secrets.
+    job, dropped = strip_secrets(cfg.to_dict())
+    for key in dropped:
+        log.warning("%s is not sent to the workers; give it to them as an environment variable", key)
     trainer = TorchTrainer(
         train_fn(stage),
-        train_loop_config={"job": cfg.to_dict(), **(extra or {})},
+        train_loop_config={"job": job, **(extra or {})},
         torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
         scaling_config=ScalingConfig(**p.scaling_config_kwargs()),
         run_config=RunConfig(

@@ -93,6 +93,18 @@ class InputBuilder(Protocol):
             learned) and the family's pixel tensors (e.g. ``pixel_values``, ``grid_thws``).
         """
 
+    # Token id the builder pads rows with (the packed collator pads its row tails with it).
+    pad_id: int
+
+
+def concat_visuals(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Vision tensors of several samples as one batch's: each key concatenated along dim 0 in
+    sample order (InternVL tiles; Ovis2.5 patch rows and grid rows)."""
+    import torch
+
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    return {k: torch.cat([p[k] for p in parts if k in p]) for k in keys}
+
 
 class LoadFn(Protocol):
     def __call__(self, model_cfg: ModelConfig, dtype: Any = None) -> tuple[Any, Any]:
@@ -156,6 +168,11 @@ class SelectRowsFn(Protocol):
         """The sub-batch of ``rows`` (pixel tensors included) for a generation batch."""
 
 
+class MergeVisualsFn(Protocol):
+    def __call__(self, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Several samples' vision tensors (in placeholder order) as one batch's."""
+
+
 @dataclass(frozen=True)
 class Family:
     """One VLM family's fixed surface (see the module docstring).
@@ -176,6 +193,13 @@ class Family:
         lora_targets: default LoRA target modules (regexes; the language model only).
         select_rows: sub-batch of a generation batch (for the thinking budget's phase 2);
             None: every tensor is sliced along its first dimension.
+        reserved_text: special tokens of the family's tokenizer that data text may not hold
+            literally (the tokenizer would read them as the real ones: a forged turn, a fake
+            image); validation rejects such samples.
+        takes_video: whether the input builder takes video parts; validation rejects them
+            otherwise.
+        merge_visuals: per-sample vision tensors -> the batch's (the packed SFT collator sends
+            every sample of a micro-batch through the vision tower at once).
     """
 
     name: str
@@ -192,3 +216,6 @@ class Family:
     module_groups: dict[str, list[str]]
     lora_targets: list[str] = field(default_factory=list)
     select_rows: SelectRowsFn | None = None
+    reserved_text: tuple[str, ...] = ()
+    takes_video: bool = False
+    merge_visuals: MergeVisualsFn = concat_visuals

@@ -61,7 +61,6 @@ OWNED: dict[str, Owned] = {
     "save_only_model": Owned("the launcher (resume needs optimizer state)", lambda c: False),
     # Local copies only: Ray storage keeps run.checkpoints_to_keep.
     "save_total_limit": Owned("run.checkpoints_to_keep", lambda c: 1),
-    "dataloader_num_workers": Owned("the launcher", lambda c: 0),
     # Our collators read the 'sample' column, which the model's forward does not name.
     "remove_unused_columns": Owned("the launcher (the collator reads the sample column)", lambda c: False),
 }
@@ -107,6 +106,8 @@ def check_user_args(stage: str, values: dict[str, Any]) -> None:
     """Raise ConfigError for a user value of a field the launcher owns."""
     table = owned(stage)
     for k in values:
+        if k == "save_safetensors":  # not a field of transformers 5, whose saves are always safetensors
+            raise ConfigError(f"{stage}.{k}", "is set by the launcher: checkpoints and models are always safetensors")
         if k in table:
             raise ConfigError(f"{stage}.{k}", f"is set by the launcher from {table[k].source}; remove it from the config")
     if stage == "sft" and (values.get("dataset_kwargs") or {}).get("skip_prepare_dataset", True) is not True:
@@ -121,9 +122,20 @@ def stage_kwargs(ctx: ArgsContext) -> dict[str, Any]:
     """Keyword arguments of the stage's TRL config: defaults, then the user's section, then ours."""
     user = getattr(ctx.cfg, ctx.stage)
     check_user_args(ctx.stage, user)  # also checked at load; a hand-built JobConfig gets here too
-    kw = {**STAGE_DEFAULTS[ctx.stage], **user, **owned_values(ctx)}
+    defaults = dict(STAGE_DEFAULTS[ctx.stage])
+    if ctx.stage == "sft":
+        from vlm_train.train.dataloading import dataloader_defaults
+        from vlm_train.train.sft_options import split_sft
+
+        opts, user = split_sft(user)  # our batching keys never reach TRL (it refuses packing for VLMs)
+        defaults.update(dataloader_defaults(ctx.cfg))
+    kw = {**defaults, **user, **owned_values(ctx)}
     if ctx.stage == "sft":
         kw["dataset_kwargs"] = {**(kw.get("dataset_kwargs") or {}), "skip_prepare_dataset": True}
+        if opts.group_by_length:
+            kw.update(train_sampling_strategy="group_by_length", length_column_name="length")
+        if ctx.cfg.data.cache == "memory" and kw.get("dataloader_num_workers"):
+            kw["dataloader_persistent_workers"] = True  # a worker's memory cache must outlive the epoch
     return kw
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from vlm_train.train.resume import write_manifest
+
 
 class RayCheckpointCallback(TrainerCallback):
     """Report every HF checkpoint to Ray Train as it is written.
@@ -28,6 +30,8 @@ class RayCheckpointCallback(TrainerCallback):
             if "loss" in entry:
                 metrics["loss"] = entry["loss"]
                 break
+        # Written last: a folder without it (a save killed half-way) is never resumed from.
+        write_manifest(ckpt, args.process_index)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(ckpt)),

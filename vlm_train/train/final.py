@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
+from vlm_train.runstate import write_text_atomic
 from vlm_train.train.model import load_base
 from vlm_train.train.worker import barrier
 
@@ -28,13 +29,23 @@ def save_final(trainer: Any, cfg: JobConfig, family: Any, processor: Any, stage:
     barrier()
     if not is_main:
         return None
+    drop_pickles(target, trainer.args)
     processor.save_pretrained(str(target))
     loadable = target
     if lora and cfg.model.lora.merge_at_end:
         loadable = merge_adapter(cfg, family, target, out / "merged")
-    cfg.run_dir.model_pointer(stage).write_text(str(loadable.relative_to(out)) + "\n")
+    write_text_atomic(cfg.run_dir.model_pointer(stage), str(loadable.relative_to(out)) + "\n")
     log.info("%s: final model at %s", stage, loadable)
     return loadable
+
+
+def drop_pickles(model_dir, args: Any) -> None:
+    """Replace the Trainer's ``training_args.bin`` (a pickle) with readable JSON: a final model
+    directory is what others load, and nothing in it may need unpickling."""
+    pickled = Path(model_dir) / "training_args.bin"
+    if pickled.exists():
+        pickled.unlink()
+    (Path(model_dir) / "training_args.json").write_text(args.to_json_string())  # hub_token masked by HF
 
 
 def merge_adapter(cfg: JobConfig, family: Any, adapter_dir: Path, out_dir: Path) -> Path:

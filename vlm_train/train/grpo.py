@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,23 @@ from vlm_train.rewards.functions import build_reward_funcs
 from vlm_train.train.args import build_training_args
 from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.dataset import dataset_of, read_samples
+from vlm_train.train.grpo_profile import StepProfile
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
+from vlm_train.train.nonfinite import NonFiniteGuard
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
 
-class VLMGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels."""
+
+class VLMGRPOTrainer(StepProfile, GRPOTrainer):
+    """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels;
+    its step time is split into rollout / score / update scalars (vlm_train.train.grpo_profile)."""
 
     def __init__(self, *args, rollout: CropToolRollout, **kwargs):
         self.rollout = rollout
+        self._perf_reset()
         self._rows: dict[tuple[int, ...], tuple[list[int], dict[str, torch.Tensor]]] = {}
         self._batch_inputs: list[dict[str, Any]] = []
         super().__init__(*args, rollout_func=self._rollout_func, **kwargs)
@@ -58,6 +64,7 @@ class VLMGRPOTrainer(GRPOTrainer):
         from trl.models import unwrap_model_for_generation
 
         samples = [Sample.from_json(x["sample"]) for x in self._batch_inputs]
+        t0 = time.perf_counter()  # the rollout: prompt inputs, generation, live crop calls
         rows = [self.rollout.start(s) for s in samples]
         gen = {"do_sample": True, "temperature": self.temperature}
         if self.args.top_p is not None:
@@ -69,8 +76,9 @@ class VLMGRPOTrainer(GRPOTrainer):
         ) as model:
             was_training = model.training
             model.eval()
-            self.rollout.generate(model, rows, gen, self.max_completion_length)
+            n_generate = self.rollout.generate(model, rows, gen, self.max_completion_length)
             model.train(was_training)
+        self.record_rollout(time.perf_counter() - t0, sum(sum(r.mask) for r in rows), sum(r.calls for r in rows), n_generate)
         pad = self.rollout.pad
         out_prompt, out_completion, masks, messages = [], [], [], []
         for r in rows:
@@ -171,7 +179,8 @@ def train_loop(config: dict[str, Any]) -> None:
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
     # tools.crop off: the rollout executes no call (call_limit 0).
     tools = dataclasses.replace(cfg.tools, max_calls=cfg.tools.call_limit)
-    rollout = CropToolRollout(family, processor, builder, tools, data["image_roots"])
+    rollout = CropToolRollout(family, processor, builder, tools, data["image_roots"],
+                              max_pixels=cfg.data.max_image_pixels)
     train = read_samples(Path(data["train"]))
     callbacks, stopper = stage_callbacks(cfg, "grpo")
     trainer = VLMGRPOTrainer(
@@ -185,4 +194,5 @@ def train_loop(config: dict[str, Any]) -> None:
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
-    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor)
+    guard = NonFiniteGuard(cfg.run.on_nonfinite).install(trainer)
+    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.config import JobConfig
+from vlm_train.runstate import write_json_atomic
 from vlm_train.train.callbacks import StopAtStepCallback
 from vlm_train.train.final import save_final
+from vlm_train.train.resume import choose_checkpoint, install_weight_resume
+from vlm_train.train.trust import check_trusted
 from vlm_train.train.worker import WorkerInfo, barrier
 
 log = logging.getLogger("vlm_train")
@@ -25,7 +28,7 @@ def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int) -> Non
 
 
 def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
-                     stopper: StopAtStepCallback, family: Any, processor: Any) -> None:
+                     stopper: StopAtStepCallback, family: Any, processor: Any, guard: Any = None) -> None:
     """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
 
     A worker-group restart and a resubmitted job (same run name and storage) both find their
@@ -33,13 +36,23 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
     """
     import ray.train
 
+    install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
-        with ckpt.as_directory() as d:
-            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
-            log.info("resuming %s from checkpoint at step %d", stage, start)
-            record_start(cfg, info, stage, start)
-            result = trainer.train(resume_from_checkpoint=d)
+        with ckpt.as_directory() as latest:
+            # A truncated latest checkpoint falls back to the previous whole one.
+            d = choose_checkpoint(latest, cfg.run_dir.ray_stage(stage))
+            if d is None:
+                log.warning("no whole checkpoint of %s to resume: starting from step 0", stage)
+                start = 0
+                record_start(cfg, info, stage, 0)
+                result = trainer.train()
+            else:
+                check_trusted(d, cfg.run_dir.root)
+                start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
+                log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
+                record_start(cfg, info, stage, start)
+                result = trainer.train(resume_from_checkpoint=str(d))
     else:
         start = 0
         record_start(cfg, info, stage, 0)
@@ -55,9 +68,9 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
             "max_steps": trainer.state.max_steps,
             "complete": not stopper.stopped,
             "train_loss": result.training_loss,
+            "nonfinite_skipped": guard.skipped if guard is not None else 0,
+            "truncated_dropped": guard.dropped if guard is not None else 0,
             "log_history": trainer.state.log_history,
         }
-        path = cfg.run_dir.stage_status(stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(status, indent=2))
+        write_json_atomic(cfg.run_dir.stage_status(stage), status)
     barrier()

@@ -75,13 +75,15 @@ class CropToolRollout:
 
     def __init__(
         self, family: Family, processor: Any, builder: Any, tools_cfg: Any, image_roots: list[str],
-        coords: str | None = None,
+        coords: str | None = None, max_pixels: int = 64_000_000,
     ):
-        """``coords``: convention of the crop calls' JSON boxes; None: the family's own."""
+        """``coords``: convention of the crop calls' JSON boxes; None: the family's own.
+        ``max_pixels``: data.max_image_pixels; it bounds the original, and so every crop of it."""
         self.family, self.processor, self.builder = family, processor, builder
         self.tok = processor.tokenizer
         self.tools_cfg, self.image_roots = tools_cfg, image_roots
         self.coords = coords or family.coords.name
+        self.max_pixels = max_pixels
         chat = family.chat
         self.im_end = self.tok.convert_tokens_to_ids(chat.turn_end)
         self.call_end = self._single_token(chat.tool_call_close)
@@ -108,7 +110,8 @@ class CropToolRollout:
         ps = prompt_sample(sample)
         ids, mm = split_batch(self.builder([ps], for_generation=True))
         first = next(p.media for m in ps.messages for p in m.content if p.type == "image")
-        original = load_image(first, self.image_roots)
+        # data.max_image_pixels bounds the original, and so every crop of it.
+        original = load_image(first, self.image_roots, self.max_pixels)
         return Row(sample=sample, prompt_ids=ids, mm=[mm] if mm else [], original=original)
 
     def tool_turn(self, row: Row, box: Box) -> tuple[list[int], dict[str, torch.Tensor], Any]:
@@ -120,9 +123,17 @@ class CropToolRollout:
 
     # ---- generation --------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> None:
+    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> int:
+        """Complete every row in place; returns the number of batched ``generate`` calls.
+
+        All unfinished rows (every prompt x generation of the step) go into each call
+        together; a call ends where rows stop at a crop call, so the number of calls is one
+        per tool-turn round (plus any thinking-budget split), not one per row.
+        """
         active = [r for r in rows if not r.done]
+        n_calls = 0
         while active:
+            n_calls += 1
             budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
             thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
             if thinking:  # stop this call where the first thinking row reaches its budget
@@ -184,6 +195,7 @@ class CropToolRollout:
             for r in nxt:
                 if r not in active:
                     r.done = True
+        return n_calls
 
     def _called_box(self, row: Row, text: str) -> Box | None:
         w, h = row.original.size

@@ -126,3 +126,11 @@ def test_unknown_processor_key_is_named(tiny_dir, tmp_path):
     f.write_text(json.dumps(d))
     with pytest.raises(ValueError, match="max_pixelz"):
         Ovis2_5Processor.from_pretrained(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("h,w", [(1, 1_000_000), (1_000_000, 1), (1, 5000), (31, 100_000), (3, 70_000), (20_000, 20_000)])
+@pytest.mark.parametrize("max_pixels", [1792 * 1792, 896 * 896, 64 * 64])
+def test_smart_resize_stays_within_max_pixels(h, w, max_pixels):
+    """A side held at the 32-pixel floor used to leave the other one long: 1x1,000,000 -> 57M px."""
+    hh, ww = smart_resize(h, w, max_pixels=max_pixels)
+    assert hh * ww <= max_pixels and hh % 32 == 0 and ww % 32 == 0 and min(hh, ww) >= 32

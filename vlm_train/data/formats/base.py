@@ -25,15 +25,26 @@ class ReadOptions:
             box rather than a text answer (RefCOCO).
         prompt: family grounding prompt for a phrase (RefCOCO).
         json_coords: coordinate system of JSON crop calls in assistant text.
+        roots: the configured roots (``data.image_roots``); a root a format names itself
+            (an InternVL meta file's ``root``) must resolve inside one of them or inside
+            ``root_for(path)``, so a data file can never widen the roots it was given.
     """
 
     image_root: str | None = None
     box_text: Callable[[Box, int, int], str] = coords.pixel_box_text
     prompt: Callable[[str], str] = coords.plain_grounding_prompt
     json_coords: CoordSystem = "pixels"
+    roots: tuple[str, ...] = ()
 
     def root_for(self, path: str | Path) -> str:
         return str(Path(self.image_root or Path(path).parent).resolve())
+
+    def confine_root(self, root: str | Path, path: str | Path) -> str | None:
+        """``root`` (a root a data file names) resolved, when it lies inside a root the
+        config gave (``roots`` or ``root_for(path)``); None when it would widen them."""
+        real = Path(root).resolve()
+        allowed = [Path(r).resolve() for r in (*self.roots, self.root_for(path))]
+        return str(real) if any(real == a or a in real.parents for a in allowed) else None
 
 
 RecordFn = Callable[[Any, str, int], list[Sample]]
@@ -54,13 +65,19 @@ def samples_from_records(records: Iterator[Any], source: str, convert: RecordFn)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             # Wrong field types in hand-edited data: report, never crash the whole read.
             yield DataIssue(BAD_FIELD, f"{type(e).__name__}: {e}", source, line, sid)
+        except RecursionError:  # e.g. a tool call's JSON arguments nested 100,000 deep
+            yield DataIssue(BAD_FIELD, "a field is nested too deeply", source, line, sid)
+
+
+# Meta keys that say where a sample was read from and which root its media resolve against.
+# They are the loader's: whatever a data file writes under these keys is overwritten, so a row
+# with ``"meta": {"image_root": "/"}`` cannot let its own media escape the configured roots.
+PROVENANCE_KEYS = ("source", "line", "image_root")
 
 
 def stamp(sample: Sample, source: str, line: int, root: str) -> Sample:
     """Record where a sample came from; media resolution and error messages use it."""
-    sample.meta.setdefault("source", source)
-    sample.meta.setdefault("line", line)
-    sample.meta.setdefault("image_root", root)
+    sample.meta.update(source=source, line=line, image_root=root)
     return sample
 
 

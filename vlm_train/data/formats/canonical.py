@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.data.errors import DataIssue
-from vlm_train.data.formats.base import ReadOptions, require_dict, samples_from_records, stamp
+from vlm_train.data.formats.base import PROVENANCE_KEYS, ReadOptions, require_dict, samples_from_records, stamp
 from vlm_train.data.formats.jsonio import read_records, write_jsonl
 from vlm_train.data.sample import Sample
 
 # Where a sample was read from describes the reading, not the data: not written back.
-READ_META = ("source", "line", "image_root")
+READ_META = PROVENANCE_KEYS
 
 
 def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample | DataIssue]:

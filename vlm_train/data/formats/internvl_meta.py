@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vlm_train.data.errors import BAD_FIELD, DataIssue
+from vlm_train.data.errors import BAD_FIELD, OUTSIDE_ROOT, DataIssue
 from vlm_train.data.formats import conversations
 from vlm_train.data.formats.base import ReadOptions
 from vlm_train.data.formats.jsonio import read_records, write_json
@@ -54,8 +54,17 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
         if not ann_path.is_file():
             yield DataIssue(BAD_FIELD, f"{name}.annotation: file not found: {ann_path}", source, 1)
             continue
-        root_path = Path(root) if Path(root).is_absolute() else base / root
-        sub = dataclasses.replace(opts, image_root=str(root_path))
+        root_path = opts.confine_root(Path(root) if Path(root).is_absolute() else base / root, path)
+        if root_path is None:
+            yield DataIssue(
+                OUTSIDE_ROOT,
+                f"{name}.root {root!r} lies outside the configured roots; list it in data.image_roots "
+                "or the source's image_root",
+                source,
+                1,
+            )
+            continue
+        sub = dataclasses.replace(opts, image_root=root_path)
         for item in conversations.read(ann_path, sub):
             if isinstance(item, Sample):
                 item.meta["dataset"] = name

@@ -17,8 +17,10 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     from transformers import AutoProcessor, AutoTokenizer, InternVLForConditionalGeneration
 
     from vlm_train.models.common import resolve_attn
+    from vlm_train.models.weights import require_safetensors
 
     path = model_cfg.path
+    require_safetensors(path)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except AttributeError:
@@ -26,7 +28,8 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(path, extra_special_tokens=dict(TOKENIZER_EXTRAS))
         processor = AutoProcessor.from_pretrained(path, tokenizer=tok, trust_remote_code=False)
     model = InternVLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False,
+        use_safetensors=True,
     )
     return model, processor
 
@@ -70,4 +73,8 @@ FAMILY = Family(
     # Regex (peft matches the full module name): the language model's projections only, so the
     # vision tower's q/k/v of the same names are not adapted unless asked.
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
+    # Turn markers and vision placeholders; <ref>/<box>/<think>/<tool_call> are learned content.
+    reserved_text=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
+                   "<tool_response>", "</tool_response>"),
+    takes_video=False,  # the input builder refuses video parts
 )

@@ -13,6 +13,7 @@ from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
 from vlm_train.models.ovis2_5.constants import EMPTY_THINK
 from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.ovis2_5.template import QWEN3_SPECIAL_TOKENS
 
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
@@ -28,6 +29,7 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     from vlm_train.models.common import resolve_attn, resolve_dtype
     from vlm_train.models.ovis2_5.modeling import Ovis2_5
     from vlm_train.models.ovis2_5.processor import Ovis2_5Processor
+    from vlm_train.models.weights import require_safetensors
 
     path = model_cfg.path
     if path == "tiny":
@@ -38,8 +40,9 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
         )
     if dtype is None:
         dtype = resolve_dtype(model_cfg.dtype)
+    require_safetensors(path)
     model = Ovis2_5.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation)
+        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), use_safetensors=True
     )
     processor = Ovis2_5Processor.from_pretrained(path, max_pixels=model_cfg.max_pixels)
     return model, processor
@@ -84,6 +87,20 @@ def select_rows(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
     return select(batch, rows)
 
 
+def merge_visuals(parts: Any) -> dict[str, Any]:
+    """Several samples' NaViT inputs as one batch's: patch rows and grid rows concatenated in
+    placeholder order (the ViT's cu_seqlens keep each frame's attention to itself)."""
+    from vlm_train.models.base import concat_visuals
+
+    out = concat_visuals(parts)
+    if "grid_thws" in out:
+        g = out["grid_thws"]
+        rows = int((g[:, 0] * g[:, 1] * g[:, 2]).sum())
+        if rows != out["pixel_values"].shape[0]:
+            raise ValueError(f"grid_thws describe {rows} patch rows but pixel_values has {out['pixel_values'].shape[0]}")
+    return out
+
+
 FAMILY = Family(
     name="ovis2_5",
     coords=COORDS,
@@ -106,4 +123,9 @@ FAMILY = Family(
     # self_attn.{q,k,v}_proj share those names.
     lora_targets=[r"llm\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
     select_rows=select_rows,
+    # Qwen3's turn markers, its vision tokens (<|image_pad|> stands in for Ovis' visual atoms in
+    # serving stacks) and the tool-response wrapper; <think>/<tool_call> are learned content.
+    reserved_text=tuple(t for t in QWEN3_SPECIAL_TOKENS if t not in ("<think>", "</think>", "<tool_call>", "</tool_call>")),
+    takes_video=True,
+    merge_visuals=merge_visuals,
 )

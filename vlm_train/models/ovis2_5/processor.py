@@ -61,6 +61,12 @@ def smart_resize(
         beta = math.sqrt(h * w / max_pixels)
         h_bar = max(factor, math.floor(h / beta / factor) * factor)
         w_bar = max(factor, math.floor(w / beta / factor) * factor)
+        # A side held at ``factor`` (a 1x1,000,000 strip) leaves the other one too long:
+        # shorten it, so the bound holds for every input (57M px before this line).
+        if h_bar * w_bar > max_pixels and h_bar <= w_bar:
+            w_bar = max(factor, max_pixels // h_bar // factor * factor)
+        elif h_bar * w_bar > max_pixels:
+            h_bar = max(factor, max_pixels // w_bar // factor * factor)
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (h * w))
         h_bar = math.ceil(h * beta / factor) * factor

@@ -1,0 +1,32 @@
+"""Weights load from safetensors only: a pickle (``pytorch_model.bin``, ``*.pt``) can run code.
+
+Family ``load`` functions call ``require_safetensors`` on a local checkpoint directory before
+``from_pretrained(..., use_safetensors=True)``, so a directory holding only pickled weights is
+refused with a message saying what was found and how to convert it, rather than transformers'
+generic "no file named ..." error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint directory without safetensors weights."""
+
+
+def require_safetensors(path: str | Path) -> None:
+    """Raise UnsafeCheckpoint when local directory ``path`` has no ``*.safetensors`` weights.
+    Hub ids and missing paths are left to ``from_pretrained`` (``use_safetensors=True`` there
+    fetches nothing else)."""
+    p = Path(path)
+    if not p.is_dir() or any(p.glob("*.safetensors")):
+        return
+    pickles = sorted(f.name for f in p.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    found = f"only pickled weights ({', '.join(pickles)})" if pickles else "no weights"
+    raise UnsafeCheckpoint(
+        f"{p}: {found}; weights load from safetensors only (a pickle can run code when loaded). "
+        "Convert it once, where you trust the file: load it and save_pretrained(..., safe_serialization=True)"
+    )

@@ -1,0 +1,102 @@
+"""Resuming a trainer's weights the way they were saved.
+
+transformers 5 writes a checkpoint's ``model.safetensors`` with ``save_pretrained``, which
+renames parameters back to the checkpoint layout of the original release (InternVL:
+``language_model.model.layers...`` for ``model.language_model.layers...``). The Trainer's own
+resume path (without DeepSpeed, whose checkpoint holds its own module names) reads the file
+with a plain non-strict ``load_state_dict``: every key misses, nothing is loaded, and the
+"resumed" run silently continues from the base weights. Loading the checkpoint through
+``from_pretrained`` applies the same renaming backwards; the result is loaded strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vlm_train")
+
+
+def install_weight_resume(trainer: Any) -> Any:
+    """Make ``trainer.train(resume_from_checkpoint=...)`` restore full-model weights exactly."""
+    original = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint: str, model: Any = None) -> None:
+        model = model if model is not None else trainer.model
+        ckpt = Path(resume_from_checkpoint)
+        full = (ckpt / "config.json").is_file() and any(ckpt.glob("model*.safetensors"))
+        if not full or hasattr(model, "peft_config") or getattr(trainer, "is_deepspeed_enabled", False):
+            return original(resume_from_checkpoint, model=model)
+        param = next(model.parameters())
+        fresh = type(model).from_pretrained(str(ckpt), dtype=param.dtype, use_safetensors=True)
+        model.load_state_dict(fresh.state_dict(), strict=True)
+        del fresh
+        log.info("resumed weights from %s", ckpt)
+
+    trainer._load_from_checkpoint = load
+    return trainer
+
+
+# ---- which checkpoint to resume: never a truncated or half-written one ----------------------
+
+MANIFEST = "MANIFEST.rank{rank}.json"
+
+
+def write_manifest(ckpt_dir: str | Path, rank: int) -> None:
+    """List every file of this rank's checkpoint folder with its size, written last (before
+    the folder is reported to Ray): a folder whose manifest is missing was never finished, and
+    a file shorter than listed was truncated after."""
+    import json
+
+    root = Path(ckpt_dir)
+    files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
+             if p.is_file() and not p.name.startswith("MANIFEST.")}
+    tmp = root / f".{MANIFEST.format(rank=rank)}.tmp"
+    tmp.write_text(json.dumps(files))
+    tmp.replace(root / MANIFEST.format(rank=rank))
+
+
+def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
+    """Why ``ckpt_dir`` cannot be resumed (None: every rank's manifest checks out)."""
+    import json
+
+    root = Path(ckpt_dir)
+    manifests = sorted(root.glob("MANIFEST.rank*.json"))
+    if not manifests:
+        return f"{root}: no manifest (a checkpoint whose writing never finished)"
+    if not (root / "trainer_state.json").is_file():
+        return f"{root}: no trainer_state.json"
+    for m in manifests:
+        try:
+            files = json.loads(m.read_text())
+        except (OSError, ValueError) as e:
+            return f"{m}: unreadable manifest ({e})"
+        for name, size in files.items():
+            p = root / name
+            if not p.is_file():
+                return f"{p}: missing"
+            if p.stat().st_size != size:
+                return f"{p}: {p.stat().st_size} bytes, written as {size} (truncated)"
+    return None
+
+
+def choose_checkpoint(latest: str | Path, stage_dir: str | Path) -> Path | None:
+    """``latest`` when it is whole; otherwise the newest whole ``checkpoint-*`` folder of the
+    stage's storage older than it (Ray keeps ``run.checkpoints_to_keep``); None: none is whole."""
+    latest = Path(latest)
+    if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
+        return latest  # reported by a version that wrote no manifests: Ray registered it whole
+    problem = checkpoint_problem(latest)
+    if problem is None:
+        return latest
+    log.warning("not resuming from %s: %s", latest, problem)
+    older = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir() and p.name < latest.name),
+                   key=lambda p: p.name, reverse=True)
+    for cand in older:
+        why = checkpoint_problem(cand)
+        if why is None:
+            log.warning("resuming from the previous whole checkpoint %s instead", cand)
+            return cand
+        log.warning("not resuming from %s either: %s", cand, why)
+    return None
