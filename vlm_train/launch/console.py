@@ -55,6 +55,8 @@ def quiet_driver(path: Path, use_gpu: bool) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if verbose():
         return
+    import ray  # noqa: F401 - importing Ray installs its stderr handler, replaced below
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(path)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
