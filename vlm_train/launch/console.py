@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,7 +60,6 @@ def quiet_driver(path: Path, use_gpu: bool) -> None:
     fh = logging.FileHandler(path)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
     for name in ("py.warnings", "ray", "ray.train", "ray.data", "transformers", "datasets", "deepspeed", "torch"):
         lg = logging.getLogger(name)
         lg.handlers[:] = [fh]

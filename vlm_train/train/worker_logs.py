@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -41,7 +40,6 @@ def redirect_worker_output(path: Path) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
 
 
 class ProgressCallback(TrainerCallback):
