@@ -19,6 +19,8 @@ def test_progress_line_fields():
     assert "elapsed 00:10" in line and "eta 00:30" in line  # 2 s per step, 15 steps left
     grpo = progress_line("grpo", {"step": 3, "max_steps": 4, "start_step": 2, "samples": 16, "reward": 0.25}, 4.0)
     assert "reward 0.2500" in grpo and "loss" not in grpo and "eta 00:04" in grpo
+    # rank 0's own training time wins over the driver's clock (which includes worker start-up)
+    assert "eta 00:15" in progress_line("sft", entry(5, seconds=5.0), elapsed=60.0)
 
 
 def test_terminal_rewrites_one_line(tmp_path):

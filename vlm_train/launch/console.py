@@ -54,6 +54,7 @@ def quiet_driver(path: Path, use_gpu: bool) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if verbose():
         return
+    os.environ.setdefault("TQDM_DISABLE", "1")  # e.g. the tiny model's shard-writing bar
     import ray  # noqa: F401 - importing Ray installs its stderr handler, replaced below
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,7 @@ def quiet_driver(path: Path, use_gpu: bool) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = [fh]
         lg.propagate = False
+    logging.getLogger().handlers[:] = [fh]  # any other library's records (else Python's last-resort stderr)
 
 
 def ray_init_kwargs() -> dict[str, Any]:
@@ -90,6 +92,7 @@ def progress_line(stage: str, entry: dict[str, Any], elapsed: float) -> str:
         if isinstance(entry.get(key), (int, float)):
             parts.append(f"{key} {entry[key]:.4f}")
     done = step - int(entry.get("start_step", 0))
+    elapsed = float(entry.get("seconds", elapsed))  # rank 0's training time (not worker start-up)
     if elapsed > 0 and done > 0:
         parts.append(f"{entry.get('samples', 0) / elapsed:.1f} samples/s")
         parts.append(f"elapsed {fmt_duration(elapsed)}")
