@@ -1,19 +1,29 @@
-"""Does the pipeline learn grounding? SFT -> GRPO on synthetic shapes, for several seeds.
+"""Does the pipeline learn grounding, and does GRPO with the crop tool add to SFT? Several seeds.
 
-    .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 2000] [--grpo-steps 30]   # ~15 min per seed on 2 cores
+    .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 600] [--grpo-steps 40] [--tool both]
 
 Runs configs/debug/internvl_tiny_pipeline.yaml (the quick start's job) longer, once per seed
-(model init, data and training all seeded), and prints held-out Acc@0.5 and mean IoU before
-SFT, after SFT and after GRPO, with Acc@0.5 split by the number of shapes in the image, next
-to the random-shape baseline: a perfect localiser that boxes a random shape of the image.
-The synthetic phrases need their attribute or relation words (another shape of the same kind
-is always present), so only a model that reads the phrase beats that baseline on 2-3 shapes.
+(model init, data and training all seeded) and, with ``--tool both``, once more per seed with
+the crop tool off (direct-answer SFT data, no crop calls in GRPO, the same SFT and GRPO steps).
+Prints held-out Acc@0.5 and mean IoU before SFT, after SFT and after GRPO, Acc@0.5 by number
+of shapes, the random-shape baseline (a perfect localiser that boxes a random shape of the
+image) and the named-shape share on 2- and 3-shape images (of predictions that hit some shape,
+the share that hit the named one: a random pick scores 1/2 and 1/3). Then the checks:
+
+- (a) after SFT: named-shape share on 2-3 shapes >= 0.8 and Acc@0.5 above the random baseline;
+- (b) after GRPO: Acc@0.5 above SFT's in every seed, and the mean gain above twice its
+  standard error;
+- tool on vs off: mean Acc@0.5 after GRPO of the two, and which wins.
+
+Writes ``learning.json`` (every report) and ``learning.png`` (held-out Acc@0.5 over training
+steps, SFT then GRPO, one line per seed and tool setting) to ``--storage``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -22,61 +32,168 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+STAGES = ("base", "sft", "grpo")
 
-def run(seed: int, args) -> dict:
+
+def run(seed: int, tool: bool, args) -> dict:
     from vlm_train.config import load_config
     from vlm_train.launch.pipeline import run_pipeline
 
-    cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", [
-        f"run.name=learning-seed{seed}", f"run.storage_path={args.storage}", f"run.seed={seed}",
+    name = f"learning-seed{seed}" + ("" if tool else "-notool")
+    over = [
+        f"run.name={name}", f"run.storage_path={args.storage}", f"run.seed={seed}",
         f"model.tiny.seed={seed}", f"data.synthetic.seed={seed}", f"data.synthetic.n={args.n_train}",
         f"data.synthetic.n_eval={args.n_eval}", f"sft.max_steps={args.sft_steps}", f"sft.save_steps={args.sft_steps}",
         f"grpo.max_steps={args.grpo_steps}", f"grpo.save_steps={max(1, args.grpo_steps)}",
-        f"grpo.learning_rate={args.grpo_lr}",
-    ])
+        f"grpo.learning_rate={args.grpo_lr}", f"grpo.num_generations={args.num_generations}",
+        f"grpo.temperature={args.temperature}", f"grpo.beta={args.beta}",
+    ]
+    if not tool:  # the same budget without the tool: direct answers only, no calls, no region reward
+        over += ["data.synthetic.kind=grounding", "tools.max_calls=0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
+    cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", over)
     t0 = time.perf_counter()
     report = run_pipeline(cfg).report
     report["_seconds"] = time.perf_counter() - t0
+    report["_named"] = {st: named_share(cfg.run_dir, st) for st in STAGES}
+    report["_steps"] = {"base": 0, "sft": args.sft_steps, "grpo": args.sft_steps + args.grpo_steps}
     return report
+
+
+def named_share(run_dir, stage: str) -> dict[str, float | None]:
+    """Per number of shapes (2, 3): of predictions with IoU >= 0.5 against some shape, the share on the named one."""
+    from vlm_train.data.sample import Box, Sample
+    from vlm_train.eval.metrics import iou
+
+    pred_file, data_file = run_dir.eval(stage), run_dir.split("eval")
+    if not pred_file.is_file() or not data_file.is_file():
+        return {}
+    samples = {s.id: s for s in (Sample.from_json(x) for x in data_file.read_text().splitlines() if x.strip())}
+    hits: dict[str, list[int]] = {"2": [0, 0], "3": [0, 0]}
+    for p in json.loads(pred_file.read_text())["predictions"]:
+        s = samples.get(p["id"])
+        if s is None or p["pred"] is None or str(len(s.regions)) not in hits:
+            continue
+        pred = Box(*p["pred"])
+        if any(iou(pred, r.box) >= 0.5 for r in s.regions):
+            h = hits[str(len(s.regions))]
+            h[1] += 1
+            h[0] += iou(pred, s.targets[0].box) >= 0.5
+    return {k: (a / n if n else None) for k, (a, n) in hits.items()}
+
+
+def plot(reports: dict[tuple[int, bool], dict], out: Path) -> None:
+    """A line plot with PIL (no plotting dependency): Acc@0.5 against training step per run."""
+    from PIL import Image, ImageDraw
+
+    W, H, L, B, T, R = 640, 400, 60, 40, 20, 170
+    im = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(im)
+    xmax = max(r["_steps"]["grpo"] for r in reports.values()) or 1
+    ymax = max(0.1, max(r.get(st, {}).get("eval", {}).get("acc", 0) or 0 for r in reports.values() for st in STAGES))
+    ymax = math.ceil(ymax * 10) / 10
+
+    def xy(step: float, acc: float) -> tuple[float, float]:
+        return L + step / xmax * (W - L - R), H - B - acc / ymax * (H - B - T)
+
+    d.line([xy(0, 0), xy(xmax, 0)], fill="black")
+    d.line([xy(0, 0), xy(0, ymax)], fill="black")
+    for i in range(6):
+        y = ymax * i / 5
+        d.text((5, xy(0, y)[1] - 6), f"{y:.2f}", fill="black")
+        s = xmax * i / 5
+        d.text((xy(s, 0)[0] - 10, H - B + 5), f"{s:.0f}", fill="black")
+    d.text((L, H - 15), "training step (SFT, then GRPO)", fill="black")
+    d.text((L, 3), "held-out Acc@0.5", fill="black")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    for k, ((seed, tool), r) in enumerate(sorted(reports.items())):
+        pts = [xy(r["_steps"][st], r[st]["eval"]["acc"]) for st in STAGES if "eval" in r.get(st, {})]
+        c = colours[k % len(colours)]
+        if len(pts) > 1:
+            d.line(pts, fill=c, width=2) if tool else _dashed(d, pts, c)
+        for x, y in pts:
+            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=c)
+        d.text((W - R + 10, T + 16 * k), f"seed {seed} tool {'on' if tool else 'off'}", fill=c)
+    sft_x = xy(max(r["_steps"]["sft"] for r in reports.values()), 0)[0]
+    d.line([(sft_x, T), (sft_x, H - B)], fill="#aaaaaa")
+    im.save(out)
+
+
+def _dashed(d, pts, colour) -> None:
+    for (x1, y1), (x2, y2) in zip(pts, pts[1:], strict=False):
+        n = max(1, int(math.hypot(x2 - x1, y2 - y1) / 6))
+        for i in range(0, n, 2):
+            a, b = i / n, min(1.0, (i + 1) / n)
+            d.line([(x1 + (x2 - x1) * a, y1 + (y2 - y1) * a), (x1 + (x2 - x1) * b, y1 + (y2 - y1) * b)], fill=colour, width=2)
+
+
+def _f(v, w: int, p: int = 3) -> str:
+    return f"{v:>{w}.{p}f}" if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else f"{'-':>{w}}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--sft-steps", type=int, default=2000)
-    ap.add_argument("--grpo-steps", type=int, default=30)
+    ap.add_argument("--sft-steps", type=int, default=600)
+    ap.add_argument("--grpo-steps", type=int, default=40)
     ap.add_argument("--grpo-lr", type=float, default=2e-5)
-    ap.add_argument("--n-train", type=int, default=2048)
+    ap.add_argument("--num-generations", type=int, default=4)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--beta", type=float, default=0.0)
+    ap.add_argument("--n-train", type=int, default=4096)
     ap.add_argument("--n-eval", type=int, default=128)
+    ap.add_argument("--tool", choices=("on", "off", "both"), default="both")
     ap.add_argument("--storage", default=str(REPO / "runs" / "benchmarks"))
     args = ap.parse_args()
 
-    reports = {s: run(s, args) for s in args.seeds}
-    stages = ["base", "sft", "grpo"]
-    print(f"\nheld-out Acc@0.5 / mean IoU (n_eval={args.n_eval}, sft {args.sft_steps} steps, grpo {args.grpo_steps} steps)")
-    head = f"{'seed':>4} {'stage':<5} {'Acc@0.5':>8} {'mIoU':>6} {'1 shape':>8} {'2 shapes':>9} {'3 shapes':>9} {'random':>7} {'reward0':>8} {'reward1':>8}"
+    tools = {"on": [True], "off": [False], "both": [True, False]}[args.tool]
+    reports = {(s, t): run(s, t, args) for t in tools for s in args.seeds}
+    print(f"\nheld-out Acc@0.5 / mean IoU (n_eval={args.n_eval}, sft {args.sft_steps} steps, grpo {args.grpo_steps} steps, "
+          f"grpo lr {args.grpo_lr}, k={args.num_generations}, T={args.temperature}, beta={args.beta})")
+    head = (f"{'seed':>4} {'tool':>4} {'stage':<5} {'Acc@0.5':>8} {'mIoU':>6} {'1 shape':>8} {'2 shapes':>9} {'3 shapes':>9} "
+            f"{'random':>7} {'named2':>7} {'named3':>7} {'e.calls':>7} {'reward0':>8} {'reward1':>8} {'calls':>6}")
     print(head + "\n" + "-" * len(head))
-    per_stage: dict[str, list[float]] = {s: [] for s in stages}
-    for seed, rep in reports.items():
-        for st in stages:
+    for (seed, tool), rep in reports.items():
+        for st in STAGES:
             e = rep.get(st, {})
-            ev = e.get("eval", {})
+            ev, named = e.get("eval", {}), rep["_named"].get(st, {})
             by = ev.get("by_shapes", {})
-            per_stage[st].append(ev.get("acc", float("nan")))
+            print(f"{seed:>4} {'on' if tool else 'off':>4} {st:<5} {_f(ev.get('acc'), 8)} {_f(ev.get('mean_iou'), 6)} "
+                  + " ".join(_f(by.get(k, {}).get("acc"), w) for k, w in (("1", 8), ("2", 9), ("3", 9)))
+                  + f" {_f(ev.get('random_shape_baseline'), 7)} {_f(named.get('2'), 7, 2)} {_f(named.get('3'), 7, 2)}"
+                  f" {_f(ev.get('tool_calls'), 7, 2)} {_f(e.get('reward_start'), 8)} {_f(e.get('reward_end'), 8)}"
+                  f" {_f(e.get('tool_calls_per_rollout'), 6, 2)}")
 
-            def g(k, by=by):
-                return f"{by[k]['acc']:.3f}" if k in by else "-"
+    def acc(r, st):
+        return r.get(st, {}).get("eval", {}).get("acc", float("nan"))
 
-            r0, r1 = e.get("reward_start"), e.get("reward_end")
-            print(f"{seed:>4} {st:<5} {ev.get('acc', float('nan')):>8.3f} {ev.get('mean_iou', float('nan')):>6.3f} "
-                  f"{g('1'):>8} {g('2'):>9} {g('3'):>9} {ev.get('random_shape_baseline', float('nan')):>7.3f} "
-                  f"{(f'{r0:.3f}' if r0 is not None else '-'):>8} {(f'{r1:.3f}' if r1 is not None else '-'):>8}")
-    print("\nmean Acc@0.5 over seeds: " + ", ".join(
-        f"{st} {statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "") for st, v in per_stage.items()))
-    print("wall time per seed: " + ", ".join(f"{s}: {r['_seconds']:.0f}s" for s, r in reports.items()))
-    out = Path(args.storage) / "learning.json"
-    out.write_text(json.dumps({str(k): v for k, v in reports.items()}, indent=2))
-    print(f"full reports: {out}")
+    for tool in tools:
+        runs = {s: r for (s, t), r in reports.items() if t == tool}
+        label = f"tool {'on' if tool else 'off'}"
+        a_ok = all(
+            acc(r, "sft") > r["sft"]["eval"]["random_shape_baseline"]
+            and all((r["_named"]["sft"].get(k) or 0) >= 0.8 for k in ("2", "3")) for r in runs.values()
+        )
+        gains = [acc(r, "grpo") - acc(r, "sft") for r in runs.values()]
+        mean = statistics.mean(gains)
+        se = statistics.stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else float("nan")
+        b_ok = all(g > 0 for g in gains) and len(gains) > 1 and mean > 2 * se
+        print(f"\n[{label}] (a) after SFT named share >= 0.8 on 2 and 3 shapes and Acc@0.5 > random, every seed: "
+              f"{'PASS' if a_ok else 'FAIL'}")
+        print(f"[{label}] (b) GRPO gain in Acc@0.5 per seed: {', '.join(f'{g:+.3f}' for g in gains)}; "
+              f"mean {mean:+.3f}, standard error {se:.3f}: {'PASS' if b_ok else 'FAIL'}")
+    if len(tools) == 2:
+        on = statistics.mean(acc(r, "grpo") for (s, t), r in reports.items() if t)
+        off = statistics.mean(acc(r, "grpo") for (s, t), r in reports.items() if not t)
+        print(f"\ntool on vs off, mean Acc@0.5 after SFT+GRPO: on {on:.3f}, off {off:.3f} -> "
+              f"{'tool on wins' if on > off else 'tool off wins' if off > on else 'tie'}")
+    print("wall time per run: " + ", ".join(f"seed {s} tool {'on' if t else 'off'}: {r['_seconds']:.0f}s"
+                                             for (s, t), r in reports.items()))
+    out = Path(args.storage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning.json").write_text(json.dumps({f"{s}-{'tool' if t else 'notool'}": r for (s, t), r in reports.items()},
+                                                  indent=2, default=str))
+    plot(reports, out / "learning.png")
+    print(f"full reports: {out / 'learning.json'}; plot: {out / 'learning.png'}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class FreezeConfig:
     llm: bool = False
     """Freeze the language model."""
 
+# ZeRO-1/2 bucket size on CPU (elements): a whole tiny model's gradients (2M for the quick
+# start's) in one bucket; DeepSpeed preallocates it (contiguous_gradients), so 40 MB, not more.
+CPU_BUCKET_ELEMENTS = int(1e7)
+
 
 @dataclass
 class LoraConfig:
@@ -61,6 +65,9 @@ class TinyConfig:
     vision_hidden: int = 64
     text_hidden: int = 96
     layers: int = 2
+    max_tiles: int | None = None
+    """Tiles per image the tiny processor makes (InternVL); 1: the model sees one downscaled view
+    of a larger image, and only the crop tool shows it at full resolution. None: family default."""
 
 
 @dataclass
@@ -124,9 +131,15 @@ class SyntheticConfig:
     seed: int = 0
     image_size: int = 64
     max_shapes: int = 3
-    kind: Literal["grounding", "toolqa", "mixed"] = "grounding"
+    kind: Literal["grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed"] = "grounding"
+    """grounding: prompt -> box; toolqa: question -> crop in the reasoning -> answer; mixed: either;
+    grounding_crop: prompt -> crop call around the target -> the crop -> box; grounding_mixed:
+    grounding or grounding_crop (``crop_fraction`` of the samples crop)."""
+    crop_fraction: float = 0.5
 
     def validate(self, prefix: str) -> None:
+        if not 0.0 <= self.crop_fraction <= 1.0:
+            raise ConfigError(f"{prefix}.crop_fraction", f"must be in [0, 1], got {self.crop_fraction}")
         if self.n <= 0:
             raise ConfigError(f"{prefix}.n", f"must be > 0, got {self.n}")
         if self.max_shapes < 1:
@@ -227,6 +240,18 @@ class RewardsConfig:
 
 
 @dataclass
+class LossConfig:
+    coordinate_sigma: float = 0.0
+    """SFT: train coordinate-value tokens against a Gaussian of this standard deviation (in the
+    family's value units, e.g. thousandths for InternVL) around the target instead of one-hot;
+    0 = plain cross-entropy. Needs a tokenizer with one token per value (the tiny ones)."""
+
+    def validate(self, prefix: str) -> None:
+        if self.coordinate_sigma < 0:
+            raise ConfigError(f"{prefix}.coordinate_sigma", f"must be >= 0, got {self.coordinate_sigma}")
+
+
+@dataclass
 class ClusterConfig:
     pool: str = "local-cpu"
     """Name of a node-pool spec in ``pools_dir``."""
@@ -269,6 +294,13 @@ class DeepSpeedConfig:
             for k in ("offload_optimizer", "offload_param"):
                 if k in zo:
                     zo[k]["pin_memory"] = False
+            if zo.get("stage") in (1, 2):
+                # gloo on CPU: one collective per bucket, and "auto" sizes buckets at hidden_size^2
+                # elements (36,864 for the tiny model: ~50 all-reduces a step); overlap_comm needs
+                # a side CUDA stream, which CPU lacks. One bucket, reduced after backward.
+                zo["overlap_comm"] = False
+                for k in ("reduce_bucket_size", "allgather_bucket_size"):
+                    zo[k] = CPU_BUCKET_ELEMENTS
         return ds
 
     @property
@@ -315,6 +347,7 @@ class JobConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -139,3 +139,49 @@ def test_bad_arguments_and_crowded_images(tmp_path):
                 assert a.x2 <= b.x1 or b.x2 <= a.x1 or a.y2 <= b.y1 or b.y2 <= a.y1
     with pytest.raises(RuntimeError, match="cannot place"):
         generate(tmp_path, 30, seed=0, image_size=16, max_shapes=12)
+
+
+def test_grounding_mixed_teaches_the_crop_call_and_never_the_crop(tmp_path, tiny_internvl):
+    from transformers import AutoProcessor
+
+    from vlm_train.data.synthetic import crop_region
+    from vlm_train.models import get_family
+    from vlm_train.models.base import InputsConfig
+
+    samples = generate(tmp_path, 40, seed=4, image_size=128, kind="grounding_mixed", crop_fraction=0.5)
+    crops = [s for s in samples if s.meta["kind"] == "grounding_crop"]
+    direct = [s for s in samples if s.meta["kind"] == "grounding"]
+    assert 10 <= len(crops) <= 30 and len(crops) + len(direct) == 40
+    assert all([m.role for m in s.messages] == ["user", "assistant"] for s in direct)
+    for s in crops:
+        assert [m.role for m in s.messages] == ["user", "assistant", "tool", "assistant"]
+        call, resp, t = s.messages[1].content[-1], s.messages[2].content[0], s.targets[0].box
+        assert call.type == "tool_call" and call.tool == "crop" and call.box == crop_region(t, 128)
+        # The crop holds the named shape, with context around it: the answer is not the call's box.
+        assert call.box.x1 <= t.x1 and call.box.y1 <= t.y1 and call.box.x2 >= t.x2 and call.box.y2 >= t.y2
+        assert call.box != t
+        assert resp.type == "tool_response" and resp.source == s.messages[0].content[0].media and resp.box == call.box
+        assert s.messages[3].content[0].text == s.meta["answer"] and s.targets[0].phrase in s.meta["answer"]
+    # Through the family's collator: the call and the answer are learned, the crop turn never.
+    proc = AutoProcessor.from_pretrained(tiny_internvl)
+    tok = proc.tokenizer
+    batch = get_family("internvl").make_inputs(proc, InputsConfig(image_roots=(str(tmp_path),)))(crops[:2])
+    for s, ids, labels in zip(crops[:2], batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        learned = tok.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100])
+        box = coords.THOUSANDTHS.to_values(s.messages[1].content[-1].box, 128, 128)
+        call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": ' + str(box) + "}}</tool_call>"
+        assert learned == f"{call}<|im_end|>{s.meta['answer']}<|im_end|>"
+        start = ids.index(tok.convert_tokens_to_ids("<tool_response>"))
+        end = ids.index(tok.convert_tokens_to_ids("</tool_response>"))
+        assert all(lab == -100 for lab in labels[start : end + 2])  # the turn and its <|im_end|>
+
+
+def test_quick_start_sft_data_holds_crop_tool_samples(repo, tmp_path):
+    from vlm_train.config import load_config
+
+    syn = load_config(repo / "configs/debug/internvl_tiny_pipeline.yaml").data.synthetic
+    samples = generate(tmp_path, 64, seed=syn.seed, image_size=syn.image_size, max_shapes=syn.max_shapes,
+                       kind=syn.kind, crop_fraction=syn.crop_fraction)
+    share = sum(any(m.role == "tool" for m in s.messages) for s in samples) / len(samples)
+    # GRPO can only reinforce calls the policy makes: SFT must teach calling the tool.
+    assert 0.5 <= share < 1.0, share

@@ -47,7 +47,9 @@ def test_evaluate_scores_protocol(tmp_path, tiny_internvl):
     res = evaluate(Answers(model, proc.tokenizer, answers), proc, fam, samples, [str(tmp_path)], batch_size=1)
     assert res.n == 2 and res.acc == 0.5 and abs(res.mean_iou - 0.5) < 1e-6
     assert res.random_shape_baseline == 0.5  # two shapes, one of them the target
-    assert res.by_shapes == {"2": {"acc": 0.5, "mean_iou": 0.5, "n": 2}}
+    # Both answers box a shape of the image; one of them the named one.
+    assert res.by_shapes == {"2": {"acc": 0.5, "mean_iou": 0.5, "n": 2, "named_shape_share": 0.5, "shape_hits": 2}}
+    assert res.named_shape_share == 0.5 and res.shape_hits == 2
     assert res.box_valid == 1.0
     # Unparseable answer -> IoU 0, box_valid 0
     res = evaluate(Answers(model, proc.tokenizer, ["no box here"] * 2), proc, fam, samples, [str(tmp_path)], batch_size=2)
@@ -55,6 +57,7 @@ def test_evaluate_scores_protocol(tmp_path, tiny_internvl):
 
     log_to_tensorboard(res, tmp_path / "tb", "eval/sft", 1, [str(tmp_path)])
     assert tb_scalars(tmp_path / "tb")["eval/sft/acc@0.5"] == [(1, 0.0)]
+    assert tb_scalars(tmp_path / "tb")["eval/sft/named_shape_share"] == [(1, 0.0)]
     assert any(t.startswith("eval/sft/boxes/") for t in tb_image_tags(tmp_path / "tb"))
 
 

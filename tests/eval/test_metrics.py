@@ -92,3 +92,21 @@ def test_random_shape_baseline():
     assert random_shape_baseline([], []) == 0.0
     with pytest.raises(ValueError, match="1 shape lists for 2 targets"):
         random_shape_baseline([[T]], [T, T])
+
+
+def test_named_shape_share_counts_only_predictions_that_hit_a_shape():
+    from vlm_train.eval.metrics import named_shape_share
+
+    a, b, c = [0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]
+    # A random pick among k shapes: each shape boxed once with the first one named -> 1/k.
+    assert named_shape_share([a, b], [a, a], [[a, b]] * 2).share == 0.5
+    three = named_shape_share([a, b, c], [a, a, a], [[a, b, c]] * 3)
+    assert abs(three.share - 1 / 3) < 1e-9 and (three.hits, three.named) == (3, 1)
+    # Misses (no box, IoU < 0.5 with every shape) are left out of the share, not counted against it.
+    s = named_shape_share([a, None, [5, 5, 25, 25], b], [a, a, a, b], [[a, b]] * 4)
+    assert (s.hits, s.named, s.share) == (2, 2, 1.0)
+    # The target counts as a shape even when the region list lacks it; nothing hit -> 0.0.
+    assert named_shape_share([a], [a], [[]]).share == 1.0
+    assert named_shape_share([None], [a], [[a]]).to_dict() == {"named_shape_share": 0.0, "shape_hits": 0}
+    with pytest.raises(ValueError):
+        named_shape_share([a], [a, a], [[a]])

@@ -19,7 +19,7 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     monkeypatch.chdir(repo)
     storage = tmp_path / "runs"
     args = [CFG, f"run.storage_path={storage}", "run.name=pipe", f"cluster.address={ray_cluster.gcs_address}",
-            "grpo.max_steps=2", "grpo.save_steps=2"]
+            "grpo.max_steps=2", "grpo.save_steps=2", "grpo.eval_steps=1"]
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
     assert "stage" in out and "Acc@0.5" in out and "report:" in out
@@ -42,6 +42,19 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
         assert any(t.startswith(f"eval/{stage}/boxes/") for t in tags)
     assert "eval/sft/acc@0.5" in tb_scalars(run / "tensorboard" / "eval")
     assert "train/rewards/iou/mean" in tb_scalars(run / "tensorboard" / "grpo")
+    # Held-out grounding while each stage trains (every eval_steps, all ranks): TensorBoard scalars
+    # at >= 2 steps per stage, the same curve in report.json and a line of the table.
+    for stage, steps in (("sft", [50, 100, 150]), ("grpo", [1, 2])):
+        scalars = tb_scalars(run / "tensorboard" / stage)
+        for tag in ("heldout/acc@0.5", "heldout/mean_iou", "heldout/named_shape_share"):
+            assert [s for s, _ in scalars[tag]] == steps, (stage, tag, scalars.get(tag))
+            assert all(0 <= v <= 1 for _, v in scalars[tag])
+        assert any(t.startswith("heldout/named_shape_share/") and t.endswith("_shapes") for t in scalars)
+        curve = report[stage]["heldout"]
+        assert [e["step"] for e in curve] == steps and all(e["heldout/n"] == 16 for e in curve)
+        assert [e["heldout/acc@0.5"] for e in curve] == [v for _, v in scalars["heldout/acc@0.5"]]
+        assert f"{stage} held-out Acc@0.5 by step: " in out
+    assert 0 <= report["sft"]["eval"]["named_shape_share"] <= 1
 
     # (That GRPO moves the policy towards higher reward is shown by tests/train/test_grpo_update.py;
     # over a few CPU steps the reward curve itself is within sampling noise.)

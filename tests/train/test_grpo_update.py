@@ -62,7 +62,7 @@ def test_grpo_update_raises_advantage_weighted_logprob(family_name, tmp_path, mo
         out = original(inputs)
         if not captured:
             captured.update(out)
-            captured["rows"] = dict(trainer._rows)
+            captured["rows"] = list(trainer._rows)
         return out
 
     monkeypatch.setattr(trainer, "_generate_and_score_completions", capture)

@@ -189,7 +189,9 @@ def load_dataset(
         out = Path(work_dir) / "synthetic" / split
         seed = syn.seed if split == "train" else syn.seed + EVAL_SEED_OFFSET
         n = syn.n if split == "train" else syn.n_eval
-        generated = synthetic.generate(out, n, seed, syn.image_size, syn.max_shapes, syn.kind, **_family_text(family))
+        generated = synthetic.generate(
+            out, n, seed, syn.image_size, syn.max_shapes, syn.kind, crop_fraction=syn.crop_fraction, **_family_text(family)
+        )
         roots.append(str(out.resolve()))
         for s in generated:
             s.meta.update(source=str(out), image_root=str(out.resolve()))

@@ -47,7 +47,12 @@ GAP = 2  # pixels between shapes, so boxes never touch
 # Fillers need a kind+colour pair of their own (24 pairs, 3 taken by the named shapes).
 MAX_SHAPES = 12
 
-Kind = Literal["grounding", "toolqa", "mixed"]
+Kind = Literal["grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed"]
+KINDS_OF_SAMPLE: tuple[str, ...] = ("grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed")
+# A grounding crop call asks for the target's box grown by this fraction of its side on every
+# edge (clipped to the image): the crop holds the named shape with some context, and the answer
+# box still has to be read off, not copied from the call.
+CROP_MARGIN = 0.5
 
 
 @dataclass
@@ -227,6 +232,12 @@ def toolqa_texts(scene: Scene, image_size: int) -> tuple[str, str, str]:
     return q, a3, answer
 
 
+def crop_region(box: Box, size: int, margin: float = CROP_MARGIN) -> Box:
+    """``box`` grown by ``margin`` x its side on each edge, clipped to the ``size`` x ``size`` image."""
+    mx, my = (box.x2 - box.x1) * margin, (box.y2 - box.y1) * margin
+    return Box(max(0.0, box.x1 - mx), max(0.0, box.y1 - my), min(float(size), box.x2 + mx), min(float(size), box.y2 + my))
+
+
 def generate(
     out_dir: str | Path,
     n: int,
@@ -236,6 +247,7 @@ def generate(
     kind: Kind = "grounding",
     box_text: BoxText = coords.pixel_box_text,
     prompt: Prompt = coords.plain_grounding_prompt,
+    crop_fraction: float = 0.5,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
 
@@ -247,7 +259,11 @@ def generate(
         image_size: side of the square images in pixels.
         max_shapes: shapes per image are drawn uniformly from 1..max_shapes.
         kind: "grounding" (prompt -> box text), "toolqa" (question -> reasoning that crops
-            the target, then the answer) or "mixed" (each sample either, by the seed).
+            the target, then the answer), "mixed" (each sample either, by the seed),
+            "grounding_crop" (grounding prompt -> a crop call around the target, the crop as a
+            tool turn, then the box text) or "grounding_mixed" (each sample "grounding" or
+            "grounding_crop"; ``crop_fraction`` of them crop).
+        crop_fraction: share of "grounding_crop" samples in "grounding_mixed".
         box_text: the family's box text for (box, width, height); default the neutral pixel JSON.
         prompt: the family's grounding prompt for a phrase; default a neutral question.
 
@@ -259,8 +275,10 @@ def generate(
         raise ValueError(
             f"need n >= 0, 1 <= max_shapes <= {MAX_SHAPES}, image_size >= 16 (got {n}, {max_shapes}, {image_size})"
         )
-    if kind not in ("grounding", "toolqa", "mixed"):
-        raise ValueError(f"kind must be grounding, toolqa or mixed, got {kind!r}")
+    if kind not in KINDS_OF_SAMPLE:
+        raise ValueError(f"kind must be one of {', '.join(KINDS_OF_SAMPLE)}, got {kind!r}")
+    if not 0.0 <= crop_fraction <= 1.0:
+        raise ValueError(f"crop_fraction must be in [0, 1], got {crop_fraction}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     samples = []
@@ -271,7 +289,11 @@ def generate(
         grey = rng.randint(225, 255)
         rel = f"images/{seed}_{i:06d}.png"
         draw(scene, image_size, (grey, grey, grey)).save(out / rel)
-        this_kind = kind if kind != "mixed" else rng.choice(("grounding", "toolqa"))
+        this_kind = kind
+        if kind == "mixed":
+            this_kind = rng.choice(("grounding", "toolqa"))
+        elif kind == "grounding_mixed":
+            this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
         samples.append(_sample(scene, rel, image_size, this_kind, box_text, prompt, seed, i))
     return samples
 
@@ -297,6 +319,17 @@ def _sample(
             Message("assistant", [Part("text", text=answer)]),
         ]
         meta["answer"] = answer
+    elif kind == "grounding_crop":
+        answer = grounding_answer(scene.phrase, t.box, size, size, box_text)
+        region = crop_region(t.box, size)
+        messages = [
+            Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),
+            Message("assistant", [Part("tool_call", tool="crop", box=region)]),
+            Message("tool", [Part("tool_response", source=rel, box=region)]),
+            Message("assistant", [Part("text", text=answer)]),
+        ]
+        meta["answer"] = answer
+        meta["crop_box"] = region.as_list()
     else:
         q, a3, answer = toolqa_texts(scene, size)
         messages = [Message("user", [Part("image", media=rel), Part("text", text=q)])]

@@ -144,3 +144,46 @@ def random_shape_baseline(
         return 0.0
     rates = [random_shape_hit_rate(s, t, threshold) for s, t in zip(shapes_per_image, targets, strict=True)]
     return sum(rates) / len(rates)
+
+
+@dataclass
+class NamedShapeShare:
+    """Of ``hits`` predictions that hit some shape of their image, ``named`` hit the named one.
+
+    ``share`` = named / hits (0.0 when nothing hit a shape). A model that boxes shapes well but
+    picks one at random scores about 1/k on k-shape images; one that reads the phrase scores 1.
+    """
+
+    hits: int
+    named: int
+
+    @property
+    def share(self) -> float:
+        return self.named / self.hits if self.hits else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"named_shape_share": self.share, "shape_hits": self.hits}
+
+
+def shape_hit(pred: BoxLike | None, target: BoxLike, shapes: Sequence[BoxLike], threshold: float = ACC_IOU) -> tuple[bool, bool]:
+    """(the prediction hit some shape, it hit the named one): IoU >= ``threshold`` with a shape of
+    ``shapes`` (the target counts as one), and with ``target``."""
+    if pred is None:
+        return False, False
+    named = iou(pred, target) >= threshold
+    return named or any(iou(pred, s) >= threshold for s in shapes), named
+
+
+def named_shape_share(
+    preds: Sequence[BoxLike | None], targets: Sequence[BoxLike], shapes_per_image: Sequence[Sequence[BoxLike]],
+    threshold: float = ACC_IOU,
+) -> NamedShapeShare:
+    """The named-shape share of predictions against their images' shapes (see ``NamedShapeShare``).
+
+    Raises:
+        ValueError: the three sequences differ in length.
+    """
+    if not len(preds) == len(targets) == len(shapes_per_image):
+        raise ValueError(f"{len(preds)} predictions, {len(targets)} targets, {len(shapes_per_image)} shape lists")
+    hits = [shape_hit(p, t, s, threshold) for p, t, s in zip(preds, targets, shapes_per_image, strict=True)]
+    return NamedShapeShare(sum(h for h, _ in hits), sum(n for _, n in hits))

@@ -15,5 +15,7 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
     out = cfg.run_dir.base_model
     if not (out / "config.json").is_file():
         t = cfg.model.tiny
-        family.tiny(out, seed=t.seed, image_size=t.image_size, vision_hidden=t.vision_hidden, text_hidden=t.text_hidden, layers=t.layers)
+        extra = {"max_tiles": t.max_tiles} if t.max_tiles is not None else {}
+        family.tiny(out, seed=t.seed, image_size=t.image_size, vision_hidden=t.vision_hidden, text_hidden=t.text_hidden,
+                    layers=t.layers, **extra)
     return replace(cfg, model=replace(cfg.model, path=str(out)))

@@ -18,7 +18,9 @@ def evaluate_remote(cfg: JobConfig, data: PreparedData, model_dir: Path, tag: st
 
     p = placement(cfg)
     task = ray.remote(num_cpus=p.pool.cpus_per_worker, num_gpus=1 if p.use_gpu else 0)(evaluate_checkpoint)
+    # The policy is evaluated as GRPO runs it: with the crop tool live when the job has one.
+    tools = vars(cfg.tools) if cfg.tools.crop and cfg.tools.max_calls > 0 else None
     return ray.get(task.remote(
         str(model_dir), cfg.model.family, str(data.eval), data.image_roots,
-        str(cfg.run_dir.eval(tag)), str(cfg.run_dir.tensorboard_eval), f"eval/{tag}", step,
+        str(cfg.run_dir.eval(tag)), str(cfg.run_dir.tensorboard_eval), f"eval/{tag}", step, tools=tools,
     ))

@@ -4,8 +4,9 @@ Each training stage starts from the previous stage's final model (a LoRA stage h
 merged model). With ``eval`` last in ``stages``, the input model and every stage's final model
 are evaluated on the eval split. A pipeline submitted again skips the stages (and evaluations)
 already complete and resumes an interrupted stage from its last checkpoint. ``report.json`` in
-the run directory holds, per stage: Acc@0.5, mean IoU, the random-shape baseline, Acc@0.5 by
-number of shapes, reward means at the start and end of training, tool-call validity and wall time.
+the run directory holds, per stage: Acc@0.5, mean IoU, the random-shape baseline, the
+named-shape share, Acc@0.5 and the named-shape share by number of shapes, the held-out curve
+during training (``heldout``: one entry per ``eval_steps``), reward means at the start and end of training, tool-call validity and wall time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vlm_train.launch.console import fmt_duration, quiet_driver, root_cause
 from vlm_train.launch.evaluate import evaluate_remote
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import connect_ray
-from vlm_train.launch.report import reward_summary, stage_status
+from vlm_train.launch.report import heldout_curve, reward_summary, stage_status
 from vlm_train.launch.trainer import run_stage
 from vlm_train.models import get_family
 from vlm_train.runstate import read_json, run_lock, write_json_atomic
@@ -100,6 +101,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
         if cfg.evaluate and "eval" not in entry:
             entry["eval"] = evaluate_remote(cfg, data, model_dir, stage, i + 1)
         entry.update(reward_summary(cfg.run_dir, stage))
+        entry.update(heldout_curve(cfg.run_dir, stage))
         entry["model"] = str(model_dir)
         save()
     return PipelineResult(report)

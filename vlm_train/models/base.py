@@ -163,6 +163,11 @@ class FindBoxesFn(Protocol):
         """Every box/point of the family's answer syntax in ``text`` (linear time)."""
 
 
+class ValueTokensFn(Protocol):
+    def __call__(self, processor: Any) -> dict[int, int]:
+        """Token id -> number, for a vocabulary with one token per coordinate value; else {}."""
+
+
 class SelectRowsFn(Protocol):
     def __call__(self, batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
         """The sub-batch of ``rows`` (pixel tensors included) for a generation batch."""
@@ -200,6 +205,8 @@ class Family:
             otherwise.
         merge_visuals: per-sample vision tensors -> the batch's (the packed SFT collator sends
             every sample of a micro-batch through the vision tower at once).
+        value_tokens: coordinate-value tokens of the processor's vocabulary (id -> value), for
+            the value-aware tiny init and the value-smoothed SFT loss; None: the family has none.
     """
 
     name: str
@@ -219,3 +226,4 @@ class Family:
     reserved_text: tuple[str, ...] = ()
     takes_video: bool = False
     merge_visuals: MergeVisualsFn = concat_visuals
+    value_tokens: ValueTokensFn | None = None

@@ -6,8 +6,11 @@ re-processes images with the processor's image processor, in shapes that fit Qwe
 processors. Neither InternVL's tiles nor Ovis2.5's negative-id visual atoms survive that.
 So the rollout is ours (``vlm_train.train.rollout``: exact ids, crop made from the original
 image, tool-turn tokens masked via TRL's ``env_mask``), and so is the forward that scores
-the rollouts: ``_get_per_token_logps_and_entropies`` looks each row up by its token ids and
-feeds the model that row's own pixel tensors. Everything else (advantages, loss types, KL,
+the rollouts: ``_get_per_token_logps_and_entropies`` looks each row up by its index in the
+generation batch and feeds the model that row's own pixel tensors. The index travels with the
+row through TRL's shuffle and split of the batch (a ``row_index`` tensor in the batch dict), so
+two rollouts with identical token ids but different images (same phrase, same completion) are
+still scored with their own pixels. Everything else (advantages, loss types, KL,
 reference model, logging, DeepSpeed) is TRL's.
 """
 
@@ -34,6 +37,7 @@ from vlm_train.train.args import build_training_args
 from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.dataset import dataset_of, read_samples
 from vlm_train.train.grpo_profile import StepProfile
+from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.nonfinite import NonFiniteGuard
@@ -50,15 +54,30 @@ class VLMGRPOTrainer(StepProfile, GRPOTrainer):
     def __init__(self, *args, rollout: CropToolRollout, **kwargs):
         self.rollout = rollout
         self._perf_reset()
-        self._rows: dict[tuple[int, ...], tuple[list[int], dict[str, torch.Tensor]]] = {}
+        # Per rollout of the current generation batch, in rollout order: the ids TRL sees (negative
+        # placeholders as pad), the true ids, and the row's multimodal tensors.
+        self._rows: list[tuple[list[int], list[int], dict[str, torch.Tensor]]] = []
+        # Row indices of the batch being scored; None while TRL scores the fresh batch (rollout order).
+        self._scoring: list[int] | None = None
         self._batch_inputs: list[dict[str, Any]] = []
         super().__init__(*args, rollout_func=self._rollout_func, **kwargs)
 
     # TRL passes only prompts to rollout_func; keep the rows of the batch to reach the samples.
     def _generate_and_score_completions(self, inputs):
         self._batch_inputs = inputs
-        self._rows.clear()
-        return super()._generate_and_score_completions(inputs)
+        self._rows = []
+        self._scoring = None
+        out = super()._generate_and_score_completions(inputs)
+        # Shuffled and split with the other per-row tensors, read back in _compute_loss.
+        out["row_index"] = torch.arange(len(self._rows), device=self.accelerator.device)
+        return out
+
+    def _compute_loss(self, model, inputs):
+        self._scoring = inputs["row_index"].tolist()
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._scoring = None
 
     def _rollout_func(self, prompts: list, trainer: Any) -> dict[str, Any]:
         from trl.models import unwrap_model_for_generation
@@ -86,7 +105,7 @@ class VLMGRPOTrainer(StepProfile, GRPOTrainer):
             # ids, and the true ids are restored from the row table in the forward below.
             safe_p = [t if t >= 0 else pad for t in r.prompt_ids]
             safe_c = [t if t >= 0 else pad for t in r.completion_ids]
-            self._rows[tuple(safe_p + safe_c)] = (r.ids, merge_mm(r.mm))
+            self._rows.append((safe_p + safe_c, r.ids, merge_mm(r.mm)))
             out_prompt.append(safe_p)
             out_completion.append(safe_c or [pad])
             masks.append(r.mask or [0])
@@ -105,14 +124,18 @@ class VLMGRPOTrainer(StepProfile, GRPOTrainer):
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, compute_aux_loss=False, **_):
         batch_size = batch_size or input_ids.size(0)
+        order = self._scoring if self._scoring is not None else range(input_ids.size(0))
+        if len(order) != input_ids.size(0):
+            raise RuntimeError(f"{input_ids.size(0)} rows to score but {len(order)} row indices")
         all_logps, all_ent = [], []
         for start in range(0, input_ids.size(0), batch_size):
             ids = input_ids[start:start + batch_size].clone()
             mask = attention_mask[start:start + batch_size]
             mms = []
             for i in range(ids.size(0)):
-                key = tuple(ids[i][mask[i].bool()].tolist())
-                true_ids, mm = self._rows[key]
+                seen, true_ids, mm = self._rows[order[start + i]]
+                if ids[i][mask[i].bool()].tolist() != seen:  # the index and the batch disagree: a bug, never data
+                    raise RuntimeError(f"row {start + i} of the scored batch is not rollout {order[start + i]}")
                 ids[i, mask[i].bool()] = torch.tensor(true_ids, device=ids.device)
                 mms.append(mm)
             mm = {k: v.to(ids.device) for k, v in merge_mm(mms).items()}
@@ -194,5 +217,6 @@ def train_loop(config: dict[str, Any]) -> None:
         rollout=rollout,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard = NonFiniteGuard(cfg.run.on_nonfinite).install(trainer)
     train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)

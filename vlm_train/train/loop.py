@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
     """
     import ray.train
 
+    # Wall-clock marks (unix time) of the stage's phases for benchmarks/step_overhead.py.
+    timings = {"trainer_built": time.time()}
     install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
@@ -57,9 +60,11 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
         start = 0
         record_start(cfg, info, stage, 0)
         result = trainer.train()
+    timings["trained"] = time.time()
     # A run stopped early (preemption aid) leaves no final model: it is not finished.
     if not stopper.stopped:
         save_final(trainer, cfg, family, processor, stage=stage, is_main=info.is_main)
+    timings["final_saved"] = time.time()
     if info.is_main:
         status = {
             "stage": stage,
@@ -71,6 +76,7 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
             "nonfinite_skipped": guard.skipped if guard is not None else 0,
             "truncated_dropped": guard.dropped if guard is not None else 0,
             "log_history": trainer.state.log_history,
+            "timings": timings,
         }
         write_json_atomic(cfg.run_dir.stage_status(stage), status)
     barrier()

@@ -25,6 +25,7 @@ from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.dataloading import cached_lengths, measure_lengths
 from vlm_train.train.dataset import dataset_of, read_samples, rows
+from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.nonfinite import NonFiniteGuard
@@ -62,6 +63,8 @@ def train_rows(samples: list, lengths: list[int] | None):
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
+    from vlm_train.train.value_loss import ValueSmoothedLoss
+
     cfg = JobConfig.from_dict(config["job"])
     info = init_worker_env(cfg, "sft")
     family = get_family(cfg.model.family)
@@ -83,6 +86,11 @@ def train_loop(config: dict[str, Any]) -> None:
             lambda: measure_lengths(inner, rows(train), info.rank, info.world_size, args.dataloader_num_workers),
         )
 
+    sigma = cfg.loss.coordinate_sigma
+    values = family.value_tokens(processor) if family.value_tokens is not None else {}
+    value_loss = ValueSmoothedLoss(values, sigma) if sigma > 0 and values else None
+    if sigma > 0 and not values:
+        log.warning("loss.coordinate_sigma=%s: this tokenizer has no value tokens; plain cross-entropy", sigma)
     callbacks, stopper = stage_callbacks(cfg, "sft")
     trainer = VLMSFTTrainer(
         options=opts,
@@ -95,8 +103,10 @@ def train_loop(config: dict[str, Any]) -> None:
         processing_class=processor,
         peft_config=lora_config(cfg, family),
         callbacks=callbacks,
+        value_loss=value_loss,
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard.install(trainer)
 
     train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard)

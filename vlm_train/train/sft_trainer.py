@@ -13,6 +13,9 @@ What changes against TRL's own:
 - ``_track_num_input_tokens``: counts the collator's ``real_tokens`` (packed batches carry
   no attention mask, and a pad id can be a real token), so ``num_input_tokens_seen`` and
   tokens/s count real tokens only.
+- with a ``value_loss`` (``loss.coordinate_sigma``, vlm_train.train.value_loss): one forward
+  with the full logits, coordinate-value tokens trained against a Gaussian over neighbouring
+  values, every other token as before (token weighting only).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from trl import SFTTrainer
 
 from vlm_train.data.packing import PackedBatchSampler, RowKeyed
 from vlm_train.train.sft_options import SFTOptions
+from vlm_train.train.value_loss import ValueSmoothedLoss
 
 # Collator outputs that steer the loss but are not model inputs.
 PRIVATE_KEYS = ("loss_weights", "real_tokens")
@@ -36,8 +40,10 @@ def real_tokens(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 class VLMSFTTrainer(SFTTrainer):
-    def __init__(self, *args: Any, options: SFTOptions, lengths: list[int] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, options: SFTOptions, lengths: list[int] | None = None,
+                 value_loss: ValueSmoothedLoss | None = None, **kwargs: Any):
         self.options = options
+        self.value_loss = value_loss
         self.lengths = lengths
         super().__init__(*args, **kwargs)
 
@@ -79,6 +85,8 @@ class VLMSFTTrainer(SFTTrainer):
 
     # ---- loss -----------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.value_loss is not None:
+            return self._value_loss(model, inputs, return_outputs, num_items_in_batch)
         if "loss_weights" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
@@ -109,4 +117,22 @@ class VLMSFTTrainer(SFTTrainer):
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**{k: v for k, v in model_inputs.items() if k != "labels"})
+        return (loss, outputs) if return_outputs else loss
+
+    def _value_loss(self, model, inputs, return_outputs, num_items_in_batch):
+        """One full-logits forward; the loss of ``self.value_loss``; TRL's token accuracy."""
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"]
+        model_inputs = {k: v for k, v in inputs.items() if k not in (*PRIVATE_KEYS, "labels")}
+        outputs = model(**model_inputs, use_cache=False)
+        loss = self.value_loss(outputs.logits, labels, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        with torch.no_grad():
+            shifted = labels[:, 1:]
+            keep = shifted != -100
+            correct = (outputs.logits[:, :-1].argmax(-1) == shifted) & keep
+            n = self.accelerator.gather_for_metrics(keep.sum()).sum()
+            c = self.accelerator.gather_for_metrics(correct.sum()).sum()
+        self._metrics[mode]["mean_token_accuracy"].append((c / n).item() if n > 0 else 0.0)
         return (loss, outputs) if return_outputs else loss

@@ -42,10 +42,26 @@ def init_worker_env(cfg: JobConfig, stage: str) -> WorkerInfo:
     if cfg.deepspeed.config is not None:
         import deepspeed
 
+        if not has_cuda():
+            skip_cpu_shm_op()
         # Ray already created the torch process group; this makes deepspeed.comm use it.
         deepspeed.init_distributed(dist_backend="nccl" if has_cuda() else "gloo")
     torch.manual_seed(cfg.run.seed + info.rank)
     return info
+
+
+def skip_cpu_shm_op() -> None:
+    """Keep DeepSpeed's CPU backend from JIT-building its shared-memory all-reduce op.
+
+    On the CPU accelerator ``deepspeed.comm`` builds ``deepspeed_shm_comm`` (a C++ extension)
+    when it starts; only ``inference_all_reduce`` (DeepSpeed-Inference) uses it: training
+    collectives go through torch.distributed (gloo). Built cold it costs 60-180 s of compile on
+    2 cores, on the first run and again whenever its build command changes (torch_extensions
+    cache). DeepSpeed consults the op table below before building and keeps edits to it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def barrier() -> None:

@@ -6,7 +6,14 @@ from typing import Any
 
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
-from vlm_train.models.internvl.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.internvl.grounding import (
+    COORDS,
+    box_to_text,
+    find_boxes,
+    grounding_prompt,
+    text_to_boxes,
+    value_tokens,
+)
 from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
@@ -72,6 +79,8 @@ FAMILY = Family(
     },
     # Regex (peft matches the full module name): the language model's projections only, so the
     # vision tower's q/k/v of the same names are not adapted unless asked.
+    # Coordinate-value tokens (id -> value) for the value-smoothed SFT loss (loss.coordinate_sigma).
+    value_tokens=value_tokens,
     lora_targets=[r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"],
     # Turn markers and vision placeholders; <ref>/<box>/<think>/<tool_call> are learned content.
     reserved_text=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",

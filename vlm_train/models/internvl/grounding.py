@@ -50,3 +50,19 @@ def find_boxes(text: str) -> list[FoundBox]:
 
 def grounding_prompt(phrase: str) -> str:
     return f"Please provide the bounding box coordinate of the region this sentence describes: <ref>{phrase}</ref>"
+
+
+def value_tokens(processor) -> dict[int, int]:
+    """Token id -> coordinate value, when every value 0-1000 is one token of the vocabulary.
+
+    The tiny tokenizer has one token per value; real checkpoints (Qwen's tokenizer splits digits)
+    have not, and get an empty mapping: the value-aware init and loss then do nothing.
+    """
+    tok = processor.tokenizer if hasattr(processor, "tokenizer") else processor
+    out = {}
+    for v in range(1001):
+        ids = tok(str(v), add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            return {}
+        out[ids[0]] = v
+    return out
