@@ -43,6 +43,7 @@ def fixed_set_loss(model_dir: Path, run_dir: Path, n: int = 16) -> float:
 
 def assert_quiet_console(out: str, run: Path) -> None:
     """The console of a job: our lines only; library and worker output in the run's logs/."""
+    out = out.split("Tailing logs until the job exits", 1)[-1]  # the job's own output, not the ray CLI's
     lines = out.splitlines()
     assert not [ln for ln in lines if "Warning" in ln or "WARNING" in ln], out[-4000:]
     assert not re.search(r"LOAD_GLOBAL|LOAD_ATTR|\bRESUME\b", out), out[-4000:]  # no bytecode dump
