@@ -13,6 +13,9 @@ A run directory is ``<run.storage_path>/<run.name>/`` (shared storage on cluster
     eval/<tag>.json        one evaluation (tag: base or a stage name)
     report.json            the pipeline's per-stage summary
     work/<stage>/rank<k>/  rank-local trainer output (checkpoints before Ray takes them)
+    logs/driver.log        library warnings and Ray's driver-side messages (not on the console)
+    logs/<stage>/rank<k>.log   everything a training worker printed or logged
+    logs/<stage>/progress.jsonl  rank 0's step records, which the driver prints as progress
     slurm-<id>.out, slurm-<id>/   a SLURM job's batch log and its driver/Ray logs
     probe.json             where the cluster probe's workers landed
 
@@ -110,6 +113,21 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / "report.json"
+
+    # ---- logs ---------------------------------------------------------------------------
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def driver_log(self) -> Path:
+        return self.logs / "driver.log"
+
+    def worker_log(self, stage: str, rank: int) -> Path:
+        return self.logs / stage / f"rank{rank}.log"
+
+    def progress(self, stage: str) -> Path:
+        return self.logs / stage / "progress.jsonl"
 
     # ---- cluster logs -------------------------------------------------------------------
     def slurm_log(self, job: str) -> Path:

@@ -4,6 +4,7 @@ resume after a stop, restart after a worker failure, LoRA save + merge."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def fixed_set_loss(model_dir: Path, run_dir: Path, n: int = 16) -> float:
     return mean_loss(model, [build(samples[i : i + 4]) for i in range(0, n, 4)])
 
 
+def assert_quiet_console(out: str, run: Path) -> None:
+    """The console of a job: our lines only; library and worker output in the run's logs/."""
+    out = out.split("Tailing logs until the job exits", 1)[-1]  # the job's own output, not the ray CLI's
+    lines = out.splitlines()
+    assert not [ln for ln in lines if "Warning" in ln or "WARNING" in ln], out[-4000:]
+    assert not re.search(r"LOAD_GLOBAL|LOAD_ATTR|\bRESUME\b", out), out[-4000:]  # no bytecode dump
+    assert not [ln for ln in lines if "RayTrainWorker" in ln or "TrainController" in ln], out[-4000:]
+    assert re.search(r"^sft: 2 workers on pool local-cpu, 12 steps of 8 samples", out, re.M), out[-4000:]
+    assert re.search(r"^sft\s+12/12\s+loss \d", out, re.M), out[-4000:]  # progress, last step (not a terminal)
+    assert re.search(r"^sft: done in \d\d:\d\d, steps 0 -> 12, checkpoints in .*/sft, model .*/models/sft/full$", out, re.M), out[-4000:]
+    assert re.search(r"^stage +Acc@0\.5 .* wall s$", out, re.M) and re.search(r"^sft +- ", out, re.M), out[-4000:]
+    for rank in (0, 1):
+        log = (run / "logs" / "sft" / f"rank{rank}.log").read_text()
+        assert "gloo" in log or "deepspeed" in log.lower(), log[-2000:]  # the worker's own output landed here
+    assert "final model at" in (run / "logs" / "sft" / "rank0.log").read_text()
+
+
 def test_ray_job_submit_zero2(repo, ray_cluster, tmp_path):
     storage = tmp_path / "runs"
     env = dict(ray_cluster.env)
@@ -52,6 +70,7 @@ def test_ray_job_submit_zero2(repo, ray_cluster, tmp_path):
         env=env, capture_output=True, text=True, timeout=900,
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert_quiet_console(r.stdout + r.stderr, storage / "submitted")
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     assert JobSubmissionClient(ray_cluster.dashboard_url).get_job_status("vt-sft-submit") == JobStatus.SUCCEEDED

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from dataclasses import replace
 from typing import Any
 
 from vlm_train.config import ConfigError, JobConfig, dump_config, load_config
+from vlm_train.launch.console import setup_console
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -24,8 +24,10 @@ def parse(argv: list[str] | None, prog: str, doc: str, stages: list[str] | None 
     ap.add_argument("config", help="YAML job config")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.max_steps=10 run.name=try2")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and Ray resources, then exit")
+    ap.add_argument("--verbose", action="store_true",
+                    help="print every library's and worker's output on the console (also VLM_TRAIN_LOG_LEVEL=debug)")
     args = ap.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_console(args.verbose)
     try:
         cfg = load_config(args.config, args.overrides)  # the config's own stages are checked too
         if stages is not None:
@@ -66,17 +68,16 @@ def run_job(cfg: JobConfig) -> int:
 
     try:
         result = run_pipeline(cfg)
-    except StageFailed as e:  # the cause is in the worker log above
+    except StageFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except RunLocked as e:  # nothing started: another driver owns the run directory
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    for stage in cfg.training_stages:
-        status = stage_status(cfg.run_dir, stage)
-        if status is not None:
-            print(f"{stage}: steps {status['start_step']} -> {status['global_step']} of {status['max_steps']}, run dir {cfg.run_dir}")
-    if cfg.evaluate:
-        print(table(result.report))
+    if result.stopped:
+        status = stage_status(cfg.run_dir, result.stopped) or {}
+        print(f"{result.stopped}: stopped at step {status.get('global_step')} of {status.get('max_steps')}; "
+              f"submit again to continue from {cfg.run_dir.ray_stage(result.stopped)}")
+    print(table(result.report))
     print(f"report: {cfg.run_dir.report}")
     return EXIT_STOPPED if result.stopped else EXIT_OK

@@ -20,6 +20,7 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.data.prepare import prepare_data
 from vlm_train.launch.base_model import materialise_model
+from vlm_train.launch.console import fmt_duration, quiet_driver, root_cause
 from vlm_train.launch.evaluate import evaluate_remote
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import connect_ray
@@ -32,8 +33,12 @@ log = logging.getLogger("vlm_train")
 
 
 class StageFailed(RuntimeError):
-    def __init__(self, stage: str, cause: BaseException):
-        super().__init__(f"{stage} failed: {type(cause).__name__}: {cause}")
+    """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its logs."""
+
+    def __init__(self, stage: str, cause: BaseException, logs: Path | None = None):
+        cause = root_cause(cause)
+        where = f"\nfull logs: {logs}" if logs is not None else ""
+        super().__init__(f"{stage} failed: {type(cause).__name__}: {cause}{where}")
         self.stage = stage
 
 
@@ -56,6 +61,7 @@ def run_pipeline(cfg: JobConfig) -> PipelineResult:
 
 
 def _run_pipeline(cfg: JobConfig) -> PipelineResult:
+    quiet_driver(cfg.run_dir.driver_log, placement(cfg).use_gpu)
     family = get_family(cfg.model.family)
     cfg = materialise_model(cfg, family)
     data = prepare_data(cfg, family)
@@ -78,15 +84,18 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
             stage_cfg = replace(cfg, model=replace(cfg.model, path=str(model_dir)))
             try:
                 run_stage(stage_cfg, stage, extra={"data": data.to_json()})
-            except Exception as e:  # Ray wraps worker errors; the cause is in the worker log
-                raise StageFailed(stage, e) from e
+            except Exception as e:  # Ray wraps worker errors; StageFailed names the worker's own
+                raise StageFailed(stage, e, cfg.run_dir.logs / stage) from e
             status = stage_status(cfg.run_dir, stage)
             if status is not None and not status["complete"]:
                 return PipelineResult(report, stopped=stage)
             if not stage_done(cfg, stage):
-                raise StageFailed(stage, RuntimeError("ended without a final model"))
-            report.setdefault(stage, {})["wall_seconds"] = time.perf_counter() - t0
+                raise StageFailed(stage, RuntimeError("ended without a final model"), cfg.run_dir.logs / stage)
+            wall = time.perf_counter() - t0
+            report.setdefault(stage, {})["wall_seconds"] = wall
             save()
+            log.info("%s: done in %s, steps %s -> %s, checkpoints in %s, model %s", stage, fmt_duration(wall),
+                     status["start_step"], status["global_step"], cfg.run_dir.ray_stage(stage), cfg.run_dir.final_model(stage))
         model_dir = cfg.run_dir.final_model(stage)
         entry = report.setdefault(stage, {})
         if cfg.evaluate and "eval" not in entry:

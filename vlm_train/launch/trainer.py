@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from vlm_train.config import JobConfig, dump_config
+from vlm_train.launch.console import ProgressPrinter
 from vlm_train.launch.placement_wait import wait_for_placement
-from vlm_train.launch.plan import placement
-from vlm_train.launch.ray_env import WORKER_ENV, connect_ray
+from vlm_train.launch.plan import placement, stage_batches
+from vlm_train.launch.ray_env import connect_ray, worker_env
 from vlm_train.redact import strip_secrets
 
 log = logging.getLogger("vlm_train")
@@ -51,8 +52,12 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
             storage_path=str(cfg.run_dir.ray_stage(stage).parent),
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.checkpoints_to_keep),
-            worker_runtime_env={"env_vars": dict(WORKER_ENV)},
+            worker_runtime_env={"env_vars": worker_env(p)},
         ),
     )
-    log.info("stage %s: %d workers on pool %s", stage, p.num_workers, p.pool.name)
-    return trainer.fit()
+    steps = getattr(cfg, stage).get("max_steps", "?")
+    batch = stage_batches(cfg, stage, p.num_workers)["global_batch_size"]
+    log.info("%s: %d workers on pool %s, %s steps of %d samples, logs in %s",
+             stage, p.num_workers, p.pool.name, steps, batch, cfg.run_dir.logs / stage)
+    with ProgressPrinter(stage, cfg.run_dir.progress(stage)):
+        return trainer.fit()

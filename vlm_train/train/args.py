@@ -80,7 +80,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": 50,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         # Our collator renders the canonical samples; TRL must not tokenise the dataset itself.
         "dataset_kwargs": {"skip_prepare_dataset": True},
     },
@@ -92,7 +92,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": 50,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "temperature": 1.0,
     },
 }

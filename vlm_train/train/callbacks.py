@@ -100,5 +100,8 @@ class StopAtStepCallback(TrainerCallback):
 def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepCallback]:
     """The callbacks every stage's trainer gets, and the stopper (the loop asks it whether the
     run stopped early). ThroughputCallback goes first in the handler: see its docstring."""
+    from vlm_train.train.worker_logs import ProgressCallback
+
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
-    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper], stopper
+    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
+            ProgressCallback(cfg.run_dir.progress(stage))], stopper

@@ -35,7 +35,7 @@ from vlm_train.models.common import has_cuda
 from vlm_train.rewards.functions import build_reward_funcs
 from vlm_train.train.args import build_training_args
 from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
-from vlm_train.train.dataset import read_samples
+from vlm_train.train.dataset import dataset_of, read_samples
 from vlm_train.train.grpo_profile import StepProfile
 from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
@@ -192,8 +192,6 @@ def grpo_rows(samples: list[Sample], coords: CoordConvention) -> list[dict[str, 
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point for GRPO (same contract as the SFT loop)."""
-    from datasets import Dataset
-
     cfg = JobConfig.from_dict(config["job"])
     info = init_worker_env(cfg, "grpo")
     family = get_family(cfg.model.family)
@@ -212,7 +210,7 @@ def train_loop(config: dict[str, Any]) -> None:
         model=model,
         reward_funcs=[wrap_reward(f) for f in funcs],
         args=args,
-        train_dataset=Dataset.from_list(grpo_rows(train, family.coords)),
+        train_dataset=dataset_of(grpo_rows(train, family.coords)),
         processing_class=processor,
         peft_config=lora_config(cfg, family),
         callbacks=callbacks,

@@ -24,7 +24,7 @@ from vlm_train.train.args import build_training_args
 from vlm_train.train.callbacks import ThroughputCallback, stage_callbacks
 from vlm_train.train.collator import SFTCollator
 from vlm_train.train.dataloading import cached_lengths, measure_lengths
-from vlm_train.train.dataset import read_samples, rows
+from vlm_train.train.dataset import dataset_of, read_samples, rows
 from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
@@ -56,11 +56,9 @@ def make_collator(cfg: JobConfig, family: Any, processor: Any, image_roots: list
 
 def train_rows(samples: list, lengths: list[int] | None):
     """The dataset the trainer iterates: JSON samples (and their lengths for length grouping)."""
-    from datasets import Dataset
-
     if lengths is None:
         return rows(samples)
-    return Dataset.from_list([{"sample": s.to_json(), "length": n} for s, n in zip(samples, lengths, strict=True)])
+    return dataset_of([{"sample": s.to_json(), "length": n} for s, n in zip(samples, lengths, strict=True)])
 
 
 def train_loop(config: dict[str, Any]) -> None:

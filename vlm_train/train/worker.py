@@ -14,6 +14,7 @@ import torch
 
 from vlm_train.config import JobConfig
 from vlm_train.models.common import has_cuda
+from vlm_train.train.worker_logs import redirect_worker_output
 
 
 @dataclass
@@ -34,6 +35,7 @@ def worker_info() -> WorkerInfo:
 def init_worker_env(cfg: JobConfig, stage: str) -> WorkerInfo:
     """Distributed and library environment of one training worker of ``stage``."""
     info = worker_info()
+    redirect_worker_output(cfg.run_dir.worker_log(stage, info.rank))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers' TensorBoardCallback (rank 0) writes where this points.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(cfg.run_dir.tensorboard(stage))
