@@ -163,8 +163,9 @@ def test_documented_sbatch_completes_with_outputs_where_the_docs_say(local_slurm
     assert (run / "sft" / "checkpoint-000004" / "trainer_state.json").is_file()
     assert (run / "models" / "sft" / "MODEL").is_file() and list((run / "tensorboard" / "sft").glob("events.out.tfevents.*"))
     assert local_slurm.job_info(job)["ExitCode"] == "0:0"
-    assert "sft: steps 0 -> 4 of 4" in (run / f"slurm-{job}" / "job.log").read_text()
-    assert f"run dir {run}" in out  # the driver wrote to the user's runs/, not Ray's copy
+    # The stage's end line names where it wrote: the user's runs/, not Ray's copy of the checkout.
+    assert f"steps 0 -> 4, checkpoints in {run}/sft" in (run / f"slurm-{job}" / "job.log").read_text()
+    assert f"checkpoints in {run}/sft, model {run}/models/sft/" in out
     assert wait_no_processes(job) == []
     assert not Path(f"/tmp/vt_{job}").exists()
 
