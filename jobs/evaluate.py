@@ -20,7 +20,7 @@ from vlm_train.launch.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, cfg = parse(argv, "jobs.evaluate", __doc__)
+    _, cfg = parse(argv, "jobs.evaluate", __doc__, trains=False)
     from vlm_train.config import ConfigError
     from vlm_train.data.errors import DataError
     from vlm_train.eval.job import run_evaluation, table

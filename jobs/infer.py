@@ -18,7 +18,7 @@ from vlm_train.launch.cli import parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, cfg = parse(argv, "jobs.infer", __doc__)
+    _, cfg = parse(argv, "jobs.infer", __doc__, trains=False)
     from vlm_train.infer.cli import run_and_report
 
     return run_and_report(cfg)

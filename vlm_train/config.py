@@ -184,8 +184,6 @@ class DataConfig:
         return bool(self.eval) or (not self.train and self.synthetic is not None and self.synthetic.n_eval > 0)
 
     def validate(self, prefix: str) -> None:
-        if not self.train and self.synthetic is None:
-            raise ConfigError(f"{prefix}.train", "no training data: give data.train sources or data.synthetic")
         if self.train and self.synthetic is not None:
             raise ConfigError(f"{prefix}.synthetic", "is not used when data.train is given; remove one (data.synthetic=null)")
         if not 0.0 <= self.max_error_fraction <= 1.0:
@@ -513,8 +511,12 @@ def _check_trl_section(section: str, values: dict[str, Any], file: str | None) -
             raise ConfigError(f"{section}.{k}", f"tokens per sample must be bounded: an integer in [1, {MAX_TOKENS}], got {v!r}", file)
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True) -> JobConfig:
-    """Load ``path``, apply ``a.b=c`` overrides, validate. Raises ConfigError on any problem."""
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None, check_trl: bool = True,
+                trains: bool = True) -> JobConfig:
+    """Load ``path``, apply ``a.b=c`` overrides, validate. Raises ConfigError on any problem.
+
+    ``trains``: the job trains, so it needs training data (inference and evaluation jobs do not).
+    """
     file = str(path)
     p = Path(path)
     if not p.is_file():
@@ -541,6 +543,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, che
             _check_trl_section(section, getattr(cfg, section), file)
     absolutise(cfg)
     _check_stages(cfg, file)
+    if trains and not cfg.data.train and cfg.data.synthetic is None:
+        raise ConfigError("data.train", "no training data: give data.train sources or data.synthetic", file)
     return cfg
 
 

@@ -15,10 +15,12 @@ from vlm_train.launch.console import setup_console
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
 
 
-def parse(argv: list[str] | None, prog: str, doc: str, stages: list[str] | None = None) -> tuple[argparse.Namespace, JobConfig]:
+def parse(argv: list[str] | None, prog: str, doc: str, stages: list[str] | None = None,
+          trains: bool = True) -> tuple[argparse.Namespace, JobConfig]:
     """Parse ``CONFIG [key=value ...] [--dry-run]``; exit 2 with a clear message on any config error.
 
     ``stages``: the job's own stage list, replacing the config's (jobs.sft runs [sft] alone).
+    ``trains``: False for jobs that only use a model (inference, evaluation): no training data needed.
     """
     ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", help="YAML job config")
@@ -29,7 +31,7 @@ def parse(argv: list[str] | None, prog: str, doc: str, stages: list[str] | None 
     args = ap.parse_intermixed_args(argv)
     setup_console(args.verbose)
     try:
-        cfg = load_config(args.config, args.overrides)  # the config's own stages are checked too
+        cfg = load_config(args.config, args.overrides, trains=trains)  # the config's own stages are checked too
         if stages is not None:
             cfg = replace(cfg, stages=list(stages))
         from vlm_train.launch.plan import describe
