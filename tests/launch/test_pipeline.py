@@ -19,7 +19,9 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     monkeypatch.chdir(repo)
     storage = tmp_path / "runs"
     args = [CFG, f"run.storage_path={storage}", "run.name=pipe", f"cluster.address={ray_cluster.gcs_address}",
-            "grpo.max_steps=2", "grpo.save_steps=2", "grpo.eval_steps=1"]
+            # The quick start's job, shortened for CI: a smaller data set, 150 SFT steps.
+            "data.synthetic.n=256", "data.synthetic.n_eval=32", "sft.max_steps=150", "sft.save_steps=150",
+            "sft.eval_steps=50", "grpo.max_steps=2", "grpo.save_steps=2", "grpo.eval_steps=1"]
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
     assert "stage" in out and "Acc@0.5" in out and "report:" in out
