@@ -72,7 +72,7 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     # stages: [eval] alone evaluates model.path (here the SFT model) and trains nothing.
     sft_model = report["sft"]["model"]
     assert pipeline.main([CFG, f"run.storage_path={storage}", "run.name=evalonly", f"cluster.address={ray_cluster.gcs_address}",
-                          "stages=[eval]", f"model.path={sft_model}"]) == 0
+                          "data.synthetic.n=256", "data.synthetic.n_eval=32", "stages=[eval]", f"model.path={sft_model}"]) == 0
     only = json.loads((storage / "evalonly" / "report.json").read_text())
     assert list(only) == ["base"] and only["base"]["eval"]["n"] == 32
     assert only["base"]["eval"]["acc"] == report["sft"]["eval"]["acc"]  # greedy decoding: the same model, the same result
