@@ -60,9 +60,11 @@ def _video(path, n=30):
 
 def test_video_parts_checked_for_the_family_and_every_sampled_frame(tmp_path, root):
     raw = _video(root / "clip.mp4").read_bytes()
-    # Frame 0 and the index survive; every later frame is gone (a copy cut short, then padded).
+    # The index and the first third of the frames survive; the rest is gone (a copy cut short, then
+    # padded). A third, not one frame: decord's decoder reads a few packets ahead, so a cut right after
+    # frame 0 can already fail frame 0 on some builds, and this test is about the later sampled frames.
     with av.open(str(root / "clip.mp4")) as f:
-        keep = [p.pos for p in f.demux(video=0) if p.pos is not None][1]
+        keep = [p.pos for p in f.demux(video=0) if p.pos is not None][10]
     (root / "cut.mp4").write_bytes(raw[:keep] + b"\0" * (len(raw) - keep))
     clip = _row("clip", user="<video>\nWhat happens?", image=None, video="clip.mp4")
     cut = _row("cut", user="<video>\nWhat happens?", image=None, video="cut.mp4")
