@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -40,6 +41,17 @@ def redirect_worker_output(path: Path) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.captureWarnings(True)
+    ignore_deepspeed_collective_deprecations()
+
+
+def ignore_deepspeed_collective_deprecations() -> None:
+    """DeepSpeed's ZeRO calls ``torch.distributed.all_gather_into_tensor`` and
+    ``reduce_scatter_tensor``, which torch 2.14 deprecates with a FutureWarning from every call
+    site: nothing we pass or can change, so only these two messages are dropped."""
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated",
+        category=FutureWarning,
+    )
 
 
 class ProgressCallback(TrainerCallback):
