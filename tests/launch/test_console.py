@@ -152,3 +152,22 @@ def test_worker_drops_only_known_dependency_deprecations():
     assert [m.split('`')[1] for m in unfiltered] == ["torch.distributed.all_gather_into_tensor", "is_gradient_checkpointing",
                                                     "torch.distributed.something_else"], unfiltered
     assert future_warnings(ignore_dependency_deprecations) == ["`torch.distributed.something_else` is deprecated"]
+
+
+def test_evaluation_failure_names_the_task_exception_and_the_driver_log(tmp_path, monkeypatch):
+    # An evaluation runs as a Ray task: ray.get raises RayTaskError around the task's exception.
+    # The console must show the task's own exception and where its output went, not Ray's wrapper.
+    from ray.exceptions import RayTaskError
+
+    from vlm_train.launch import pipeline
+    from vlm_train.launch.pipeline import StageFailed
+
+    def failing(*a, **k):
+        raise RayTaskError("evaluate_checkpoint", "Traceback ...", ValueError("image not found: a.png")).as_instanceof_cause()
+
+    monkeypatch.setattr(pipeline, "evaluate_remote", failing)
+    cfg = type("Cfg", (), {"run_dir": RunDir(tmp_path / "run")})()
+    with pytest.raises(StageFailed) as e:
+        pipeline.evaluate_model(cfg, None, tmp_path, "sft", 1)
+    assert str(e.value).splitlines() == ["evaluation of sft failed: ValueError: image not found: a.png",
+                                         f"full log: {cfg.run_dir.driver_log}"]

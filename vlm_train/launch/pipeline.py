@@ -36,9 +36,11 @@ log = logging.getLogger("vlm_train")
 class StageFailed(RuntimeError):
     """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its log."""
 
-    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir):
+    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir, log_path: Path | None = None):
         rank, cause = unwrap(cause)
-        if rank is None:
+        if log_path is not None:  # a driver-side task (evaluation): its output goes to one log
+            where = f"full log: {log_path}"
+        elif rank is None:
             where = f"full logs: {run_dir.logs / stage} (workers), {run_dir.driver_log} (driver)"
         else:  # the failed worker's own log holds its traceback
             where = f"full log: {run_dir.worker_log(stage, rank)}"
@@ -57,6 +59,14 @@ class PipelineResult:
 def stage_done(cfg: JobConfig, stage: str) -> bool:
     status = stage_status(cfg.run_dir, stage)
     return bool(status and status.get("complete")) and cfg.run_dir.final_model(stage) is not None
+
+
+def evaluate_model(cfg: JobConfig, data: Any, model_dir: Path, tag: str, step: int) -> dict[str, Any]:
+    """One model's held-out evaluation (a Ray task); a failure names its own exception and log."""
+    try:
+        return evaluate_remote(cfg, data, model_dir, tag, step)
+    except Exception as e:  # Ray's RayTaskError wraps the task's exception
+        raise StageFailed(f"evaluation of {tag}", e, cfg.run_dir, log_path=cfg.run_dir.driver_log) from e
 
 
 def run_pipeline(cfg: JobConfig) -> PipelineResult:
@@ -79,7 +89,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
 
     model_dir = Path(cfg.model.path)
     if cfg.evaluate and "base" not in report:
-        report["base"] = {"eval": evaluate_remote(cfg, data, model_dir, "base", 0), "wall_seconds": 0.0}
+        report["base"] = {"eval": evaluate_model(cfg, data, model_dir, "base", 0), "wall_seconds": 0.0}
         save()
     for i, stage in enumerate(cfg.training_stages):
         if stage_done(cfg, stage):
@@ -104,7 +114,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
         model_dir = cfg.run_dir.final_model(stage)
         entry = report.setdefault(stage, {})
         if cfg.evaluate and "eval" not in entry:
-            entry["eval"] = evaluate_remote(cfg, data, model_dir, stage, i + 1)
+            entry["eval"] = evaluate_model(cfg, data, model_dir, stage, i + 1)
         entry.update(reward_summary(cfg.run_dir, stage))
         entry.update(heldout_curve(cfg.run_dir, stage))
         entry["model"] = str(model_dir)
