@@ -31,6 +31,9 @@ from vlm_train.models.chat import ChatFormat
 if TYPE_CHECKING:
     from vlm_train.config import JobConfig, ModelConfig
 
+IGNORE = -100
+"""The label of a token that is not learned (the loss ignores it), for every family."""
+
 
 @dataclass(frozen=True)
 class InputsConfig:
