@@ -185,14 +185,14 @@ def test_refcoco_round_trip_uses_family_text(tmp_path):
     s = samples[0]
     assert s.targets[0].phrase == "the red car on the left" and s.image_sizes == [(640, 480)]
     # Without a family the answer is the neutral pixel JSON; with one, the family's text.
-    assert s.messages[1].content[0].text == '<ref>the red car on the left</ref>{"bbox_2d": [10, 20, 110, 220]}'
+    assert s.messages[1].content[0].text == '{"bbox_2d": [10, 20, 110, 220], "label": "the red car on the left"}'
     fam = get_family("internvl")
-    internvl = _read(src, box_text=fam.box_to_text, prompt=fam.grounding_prompt)[0][0]
+    internvl = _read(src, answer=fam.grounding_answer, prompt=fam.grounding_prompt)[0][0]
     assert internvl.messages[1].content[0].text == "<ref>the red car on the left</ref><box>[[16, 42, 172, 459]]</box>"
     out = tmp_path / "out.jsonl"
     formats.write(samples, out, "refcoco")
     assert _lines(out) == recs
-    custom, _ = _read(src, box_text=lambda b, w, h: f"<box>{b.x1}</box>", prompt=lambda p: f"find {p}")
+    custom, _ = _read(src, answer=lambda p, b, w, h: f"<ref>{p}</ref><box>{b.x1}</box>", prompt=lambda p: f"find {p}")
     assert custom[0].messages[0].content[1].text == "find the red car on the left"
     assert custom[0].messages[1].content[0].text == "<ref>the red car on the left</ref><box>10.5</box>"
 

@@ -10,6 +10,7 @@ from vlm_train.models.internvl.grounding import (
     COORDS,
     box_to_text,
     find_boxes,
+    grounding_answer,
     grounding_prompt,
     text_to_boxes,
     value_tokens,
@@ -69,6 +70,7 @@ FAMILY = Family(
     box_to_text=box_to_text,
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
+    grounding_answer=grounding_answer,
     suppress_token_ids=suppress_token_ids,
     find_boxes=find_boxes,
     module_groups={

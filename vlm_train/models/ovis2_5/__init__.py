@@ -12,7 +12,14 @@ from typing import Any
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
 from vlm_train.models.ovis2_5.constants import EMPTY_THINK
-from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.ovis2_5.grounding import (
+    COORDS,
+    box_to_text,
+    find_boxes,
+    grounding_answer,
+    grounding_prompt,
+    text_to_boxes,
+)
 from vlm_train.models.ovis2_5.template import QWEN3_SPECIAL_TOKENS
 
 
@@ -98,6 +105,7 @@ FAMILY = Family(
     box_to_text=box_to_text,
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
+    grounding_answer=grounding_answer,
     suppress_token_ids=suppress_token_ids,
     find_boxes=find_boxes,
     module_groups={
