@@ -30,8 +30,8 @@ def test_synthetic_splits_are_disjoint_and_absolute(tmp_path):
 def test_family_formatters_are_used(tmp_path):
     class Fam:
         @staticmethod
-        def box_to_text(box, w, h):
-            return f"<box>{int(box.x1)}</box>"
+        def grounding_answer(phrase, box, w, h):
+            return f"{phrase}: <box>{int(box.x1)}</box>"
 
         @staticmethod
         def grounding_prompt(phrase):
@@ -40,7 +40,7 @@ def test_family_formatters_are_used(tmp_path):
     r = load_dataset(DataConfig(synthetic=SyntheticConfig(n=3)), "train", work_dir=tmp_path, family=Fam)
     s = r.samples[0]
     assert s.messages[0].content[1].text == f"where is {s.targets[0].phrase}"
-    assert s.messages[1].content[0].text == f"<ref>{s.targets[0].phrase}</ref><box>{int(s.targets[0].box.x1)}</box>"
+    assert s.messages[1].content[0].text == f"{s.targets[0].phrase}: <box>{int(s.targets[0].box.x1)}</box>"
 
 
 def test_missing_synthetic_work_dir_and_no_data():
