@@ -20,25 +20,30 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.data.prepare import prepare_data
 from vlm_train.launch.base_model import materialise_model
-from vlm_train.launch.console import fmt_duration, quiet_driver, root_cause
+from vlm_train.launch.console import fmt_duration, quiet_driver, unwrap
 from vlm_train.launch.evaluate import evaluate_remote
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import connect_ray
 from vlm_train.launch.report import heldout_curve, reward_summary, stage_status
 from vlm_train.launch.trainer import run_stage
 from vlm_train.models import get_family
+from vlm_train.run_dir import RunDir
 from vlm_train.runstate import read_json, run_lock, write_json_atomic
 
 log = logging.getLogger("vlm_train")
 
 
 class StageFailed(RuntimeError):
-    """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its logs."""
+    """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its log."""
 
-    def __init__(self, stage: str, cause: BaseException, logs: Path | None = None):
-        cause = root_cause(cause)
-        where = f"\nfull logs: {logs}" if logs is not None else ""
-        super().__init__(f"{stage} failed: {type(cause).__name__}: {cause}{where}")
+    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir):
+        rank, cause = unwrap(cause)
+        if rank is None:
+            where = f"full logs: {run_dir.logs / stage} (workers), {run_dir.driver_log} (driver)"
+        else:  # the failed worker's own log holds its traceback
+            where = f"full log: {run_dir.worker_log(stage, rank)}"
+        on = "" if rank is None else f" on rank {rank}"
+        super().__init__(f"{stage} failed{on}: {type(cause).__name__}: {cause}\n{where}")
         self.stage = stage
 
 
@@ -85,12 +90,12 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
             try:
                 run_stage(stage_cfg, stage, extra={"data": data.to_json()})
             except Exception as e:  # Ray wraps worker errors; StageFailed names the worker's own
-                raise StageFailed(stage, e, cfg.run_dir.logs / stage) from e
+                raise StageFailed(stage, e, cfg.run_dir) from e
             status = stage_status(cfg.run_dir, stage)
             if status is not None and not status["complete"]:
                 return PipelineResult(report, stopped=stage)
             if not stage_done(cfg, stage):
-                raise StageFailed(stage, RuntimeError("ended without a final model"), cfg.run_dir.logs / stage)
+                raise StageFailed(stage, RuntimeError("ended without a final model"), cfg.run_dir)
             wall = time.perf_counter() - t0
             report.setdefault(stage, {})["wall_seconds"] = wall
             save()
