@@ -22,7 +22,7 @@ def _row(sid, user="<image>\nWhat is it?", answer="A square.", image="ok.png", *
 def _load(tmp_path, root, lines, family=None, on_error="skip", **kw):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join([_row("good"), *lines]) + "\n")
-    cfg = DataConfig(train=[SourceConfig(str(path), format="ovis", image_root=str(root))], on_error=on_error,
+    cfg = DataConfig(train=[SourceConfig(str(path), format="conversations", image_root=str(root))], on_error=on_error,
                      max_error_fraction=1.0)
     return path, load_dataset(cfg, family=family, **kw)
 
