@@ -193,3 +193,14 @@ def test_lockstep_rank_joins_every_round_of_the_busiest_rank(setup, tmp_path, mo
     assert flags == [True, False, False, False]  # one all-reduce per round, and the closing one
     assert recorded[0][1] is True and recorded[1:] == [(1, True), (1, True)]
     assert row.done and row.completion_ids == answer and row.mask == [1] * len(answer)
+
+
+def test_rows_compare_by_identity(setup):
+    # Rollout bookkeeping asks "is this row still active" (``in`` on a list of rows). With field-wise
+    # equality, two rows holding image tensors compared their tensors and raised "Boolean value of
+    # Tensor with more than one value is ambiguous" once a row hit max_completion while another went on.
+    from vlm_train.train.rollout import Row
+
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    a, b = (Row(sample, [1, 2], [{"pixel_values": torch.zeros(2, 3)}], None) for _ in range(2))
+    assert a != b and a in [a] and b not in [a]

@@ -37,7 +37,7 @@ from vlm_train.rewards.parse import parse_completion
 from vlm_train.tools.crop import crop
 
 
-@dataclass
+@dataclass(eq=False)  # a row is one rollout: compared by identity (its fields hold tensors)
 class Row:
     """One rollout in progress."""
 
