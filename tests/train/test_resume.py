@@ -61,7 +61,7 @@ def _ckpt(stage_dir, step, shards=2):
     (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     for rank in range(shards):
         (d / f"global_step{step}" / f"zero_pp_rank_{rank}_optim_states.pt").write_bytes(b"x" * (1000 + rank))
-        write_manifest(d, rank)
+        write_manifest(d, rank, shards)
     return d
 
 
@@ -80,6 +80,12 @@ def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(
     (c6 / "MANIFEST.rank0.json").write_text('{"global_step6/zero_pp_rank_0_optim_states.pt": 1000}')
     assert "missing" in checkpoint_problem(c6)
     assert choose_checkpoint(c6, stage) == c2
+    # A rank killed while uploading: the folder holds rank 0's part, whole by its own manifest.
+    c8 = _ckpt(stage, 8)
+    (c8 / "MANIFEST.rank1.json").unlink()
+    (c8 / "global_step8" / "zero_pp_rank_1_optim_states.pt").unlink()
+    assert checkpoint_problem(c8).endswith("no manifest of rank 1 of 2 (that rank never finished writing)")
+    assert choose_checkpoint(c8, stage) == c2
     (c2 / "MANIFEST.rank0.json").unlink()
     (c2 / "MANIFEST.rank1.json").unlink()
     assert choose_checkpoint(c6, stage) is None  # nothing whole left: the stage starts over

@@ -35,10 +35,14 @@ log = logging.getLogger("vlm_train")
 class StageFailed(RuntimeError):
     """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its logs."""
 
-    def __init__(self, stage: str, cause: BaseException, logs: Path | None = None):
+    def __init__(self, stage: str, cause: BaseException, logs: Path | None = None, max_failures: int | None = None):
         cause = root_cause(cause)
         where = f"\nfull logs: {logs}" if logs is not None else ""
-        super().__init__(f"{stage} failed: {type(cause).__name__}: {cause}{where}")
+        # Ray Train restarts the worker group on any worker failure until max_failures is used up.
+        tries = "" if max_failures is None or max_failures < 0 else (
+            f" after {max_failures} restart{'s' if max_failures != 1 else ''} (run.max_failures={max_failures})"
+            if max_failures > 0 else " (run.max_failures=0: no restarts)")
+        super().__init__(f"{stage} failed{tries}: {type(cause).__name__}: {cause}{where}")
         self.stage = stage
 
 
@@ -85,7 +89,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
             try:
                 run_stage(stage_cfg, stage, extra={"data": data.to_json()})
             except Exception as e:  # Ray wraps worker errors; StageFailed names the worker's own
-                raise StageFailed(stage, e, cfg.run_dir.logs / stage) from e
+                raise StageFailed(stage, e, cfg.run_dir.logs / stage, cfg.run.max_failures) from e
             status = stage_status(cfg.run_dir, stage)
             if status is not None and not status["complete"]:
                 return PipelineResult(report, stopped=stage)

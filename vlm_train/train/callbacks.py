@@ -31,7 +31,7 @@ class RayCheckpointCallback(TrainerCallback):
                 metrics["loss"] = entry["loss"]
                 break
         # Written last: a folder without it (a save killed half-way) is never resumed from.
-        write_manifest(ckpt, args.process_index)
+        write_manifest(ckpt, args.process_index, args.world_size)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(ckpt)),
@@ -100,8 +100,10 @@ class StopAtStepCallback(TrainerCallback):
 def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepCallback]:
     """The callbacks every stage's trainer gets, and the stopper (the loop asks it whether the
     run stopped early). ThroughputCallback goes first in the handler: see its docstring."""
+    from vlm_train.train.fault_hook import fault_hook
     from vlm_train.train.worker_logs import ProgressCallback
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
-    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
+    hook = fault_hook(int(os.environ.get("RANK", "0")), cfg.run_dir.work(stage) / "faults", cfg.run_dir.ray_stage(stage))
+    return [*hook, RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
             ProgressCallback(cfg.run_dir.progress(stage))], stopper

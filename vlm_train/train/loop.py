@@ -19,13 +19,19 @@ from vlm_train.train.worker import WorkerInfo, barrier
 log = logging.getLogger("vlm_train")
 
 
-def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int) -> None:
-    """Append where each attempt (first run, restart, resubmission) started: the resume record."""
+def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int,
+                 latest: str | None = None, chosen: str | None = None) -> None:
+    """Append where each attempt (first run, restart, resubmission) started: the resume record.
+
+    ``latest``: the checkpoint Ray handed over; ``chosen``: the one resumed (they differ when
+    the latest was damaged). ``time`` (unix) places the attempt among the progress records.
+    """
     if info.is_main:
         path = cfg.run_dir.stage_resumes(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"start_step": step, "time": time.time(), "latest": latest, "chosen": chosen}
         with path.open("a") as f:
-            f.write(json.dumps({"start_step": step}) + "\n")
+            f.write(json.dumps(entry) + "\n")
 
 
 def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
@@ -48,13 +54,13 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
             if d is None:
                 log.warning("no whole checkpoint of %s to resume: starting from step 0", stage)
                 start = 0
-                record_start(cfg, info, stage, 0)
+                record_start(cfg, info, stage, 0, latest=Path(latest).name)
                 result = trainer.train()
             else:
                 check_trusted(d, cfg.run_dir.root)
                 start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
                 log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
-                record_start(cfg, info, stage, start)
+                record_start(cfg, info, stage, start, latest=Path(latest).name, chosen=Path(d).name)
                 result = trainer.train(resume_from_checkpoint=str(d))
     else:
         start = 0

@@ -43,17 +43,19 @@ def install_weight_resume(trainer: Any) -> Any:
 MANIFEST = "MANIFEST.rank{rank}.json"
 
 
-def write_manifest(ckpt_dir: str | Path, rank: int) -> None:
+def write_manifest(ckpt_dir: str | Path, rank: int, world_size: int = 1) -> None:
     """List every file of this rank's checkpoint folder with its size, written last (before
     the folder is reported to Ray): a folder whose manifest is missing was never finished, and
-    a file shorter than listed was truncated after."""
+    a file shorter than listed was truncated after. ``world_size`` names the manifests a whole
+    checkpoint has: a folder holding some ranks' parts only (a rank killed while uploading)
+    is not whole either."""
     import json
 
     root = Path(ckpt_dir)
     files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
-             if p.is_file() and not p.name.startswith("MANIFEST.")}
+             if p.is_file() and not p.name.startswith(("MANIFEST.", ".MANIFEST."))}
     tmp = root / f".{MANIFEST.format(rank=rank)}.tmp"
-    tmp.write_text(json.dumps(files))
+    tmp.write_text(json.dumps({"world_size": world_size, "files": files}))
     tmp.replace(root / MANIFEST.format(rank=rank))
 
 
@@ -69,9 +71,15 @@ def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
         return f"{root}: no trainer_state.json"
     for m in manifests:
         try:
-            files = json.loads(m.read_text())
+            entry = json.loads(m.read_text())
         except (OSError, ValueError) as e:
             return f"{m}: unreadable manifest ({e})"
+        # Manifests of the first version listed the files alone, without the world size.
+        files = entry["files"] if "files" in entry else entry
+        world = int(entry.get("world_size", 1)) if "files" in entry else 1
+        missing = [r for r in range(world) if not (root / MANIFEST.format(rank=r)).is_file()]
+        if missing:
+            return f"{root}: no manifest of rank {missing[0]} of {world} (that rank never finished writing)"
         for name, size in files.items():
             p = root / name
             if not p.is_file():
