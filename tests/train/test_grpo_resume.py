@@ -2,9 +2,10 @@
 the same losses and rewards and ends with the same weights as a run that was never interrupted.
 
 Rewards depend on what the rollouts sampled, so equal rewards after the resume mean the
-sampling RNG of generation was restored too (a fresh RNG draws other completions). The
-reward here (share of digit characters) differs between random completions of the untrained
-model, so a changed sample changes the logged reward.
+sampling RNG of generation was restored too. The reward here (share of letters a-m in the
+completion) differs between the random completions of the untrained model, so every group has
+non-zero advantages (the update depends on the samples) and a re-drawn sample changes the
+logged reward; a control run resumed without the checkpoint's RNG state shows that it does.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ class Ran(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def digits(completions, **kw):
+def first_half_letters(completions, **kw):
     texts = ["".join(m["content"] for m in c if m["role"] == "assistant") for c in completions]
-    return [sum(ch.isdigit() for ch in t) / max(len(t), 1) for t in texts]
+    return [sum("a" <= ch.lower() <= "m" for ch in t) / max(len(t), 1) for t in texts]
 
 
-def _run(tiny, data, out, stop_at=None, resume=None):
+def _run(tiny, data, out, stop_at=None, resume=None, keep_rng=True):
     from datasets import Dataset
     from trl import GRPOConfig
 
@@ -58,18 +59,20 @@ def _run(tiny, data, out, stop_at=None, resume=None):
     builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple(data.image_roots)))
     rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), data.image_roots)
     trainer = VLMGRPOTrainer(
-        model=model, reward_funcs=[wrap_reward(digits)], args=args,
+        model=model, reward_funcs=[wrap_reward(first_half_letters)], args=args,
         train_dataset=Dataset.from_list(grpo_rows(data.samples, fam.coords)), processing_class=proc,
         rollout=rollout, callbacks=[StopAtStepCallback(stop_at), ran := Ran()],
     )
     install_weight_resume(trainer)  # what the stage loop does before resuming
+    if not keep_rng:  # the control: everything but the RNG state comes from the checkpoint
+        trainer._load_rng_state = lambda checkpoint: None
     trainer.train(resume_from_checkpoint=resume)
-    logged = {h["step"]: (h["loss"], h["reward"], h["completions/mean_length"])
+    logged = {h["step"]: (h["loss"], h["reward"], h["frac_reward_zero_std"], h["completions/mean_length"])
               for h in trainer.state.log_history if "loss" in h}
     return logged, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, ran.steps
 
 
-@pytest.mark.slow  # three short in-process GRPO runs (~1 min on 2 cores), no Ray
+@pytest.mark.slow  # four short in-process GRPO runs (~1 min on 2 cores), no Ray
 def test_grpo_stop_and_resume_equals_uninterrupted(tiny_internvl, tmp_path, monkeypatch):
     # A single-process "distributed" world for accelerate.
     for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29535"}.items():
@@ -78,9 +81,8 @@ def test_grpo_stop_and_resume_equals_uninterrupted(tiny_internvl, tmp_path, monk
                         work_dir=tmp_path, family=get_family("internvl"))
     full, full_w, _ = _run(tiny_internvl, data, tmp_path / "full")
     assert sorted(full) == list(range(1, STEPS + 1))
-    # Sampling noise is visible in the record: rewards differ between steps, or equal rewards
-    # would not tell a re-drawn sample from the original one.
-    assert len({r for _, r, _ in full.values()}) > 1, full
+    # Every step's group of rollouts differed in reward: the update depends on what was sampled.
+    assert all(zero_std == 0 for _, _, zero_std, _ in full.values()), full
     first, _, _ = _run(tiny_internvl, data, tmp_path / "cut", stop_at=STOP)
     assert sorted(first) == list(range(1, STOP + 1))
     rest, rest_w, ran = _run(tiny_internvl, data, tmp_path / "cut", resume=str(tmp_path / "cut" / f"checkpoint-{STOP}"))
@@ -88,3 +90,7 @@ def test_grpo_stop_and_resume_equals_uninterrupted(tiny_internvl, tmp_path, monk
     assert {s: rest[s] for s in range(1, STOP + 1)} == first
     assert rest == full  # every step's loss, reward and completion length, exactly
     assert full_w.keys() == rest_w.keys() and all(torch.equal(full_w[k], rest_w[k]) for k in full_w)
+    # The control: resumed with the same weights, optimizer, data position but a fresh RNG, the
+    # rollouts (and so rewards and losses) of the resumed steps differ.
+    fresh, _, _ = _run(tiny_internvl, data, tmp_path / "cut", resume=str(tmp_path / "cut" / f"checkpoint-{STOP}"), keep_rng=False)
+    assert all(fresh[s] != full[s] for s in range(STOP + 1, STEPS + 1)), (fresh, full)
