@@ -25,8 +25,9 @@ def worker_env(p: Placement) -> dict[str, str]:
     env = dict(WORKER_ENV)
     if not p.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
-    if os.environ.get(FAULTS_ENV):  # test hook (vlm_train/train/fault_hook.py): off unless set
-        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    # The test hook (vlm_train/train/fault_hook.py), off unless set. Always named: a value an
+    # earlier ray.init put into the job's environment must not reach a later run's workers.
+    env[FAULTS_ENV] = os.environ.get(FAULTS_ENV, "")
     if verbose():
         env[LEVEL_ENV] = "debug"
     else:
