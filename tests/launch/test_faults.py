@@ -39,9 +39,11 @@ def test_worker_kills_cost_at_most_the_steps_since_the_last_checkpoint(repo, ray
     a = attempts(run, "sft", progress)
     assert [x.start for x in a] == [0, 2, 2, 4], a
     assert [x.last_done for x in a] == [2, 4, 4, 6], a  # each kill ended its attempt where injected
-    # Checkpoint 4 of attempt 2 was cut off mid-upload: Ray handed over checkpoint 2, not it.
-    assert a[2].latest == a[2].chosen == "checkpoint-000002"
-    assert a[3].latest == a[3].chosen == "checkpoint-000004"
+    # Checkpoint 4 of attempt 2 was cut off mid-upload: never chosen, attempt 3 resumed from 2.
+    # (Ray's own latest may be older still: a checkpoint whose reports the controller had not
+    # collected when a worker died is never registered; its manifests make it resumable.)
+    assert a[2].chosen == "checkpoint-000002" and a[2].latest in (None, "checkpoint-000002")
+    assert a[3].chosen == "checkpoint-000004"
     # The job's final error names the stage and the worker that died, after the restarts it had.
     last = err.strip().splitlines()[-2:]
     assert "sft failed" in err and "run.max_failures=2" in err, err[-3000:]

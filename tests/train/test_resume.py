@@ -69,6 +69,9 @@ def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(
     stage = tmp_path / "sft"
     c2, c4 = _ckpt(stage, 2), _ckpt(stage, 4)
     assert choose_checkpoint(c4, stage) == c4
+    # Whole but never registered by Ray (a worker killed before its controller collected the
+    # report): Ray hands over an older one, or none; the newest whole one is resumed.
+    assert choose_checkpoint(c2, stage) == c4 and choose_checkpoint(None, stage) == c4
     shard = c4 / "global_step4" / "zero_pp_rank_1_optim_states.pt"
     shard.write_bytes(shard.read_bytes()[:100])  # a truncated shard in the latest checkpoint
     assert checkpoint_problem(c4).endswith("100 bytes, written as 1001 (truncated)")

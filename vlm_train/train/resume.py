@@ -89,22 +89,28 @@ def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
     return None
 
 
-def choose_checkpoint(latest: str | Path, stage_dir: str | Path) -> Path | None:
-    """``latest`` when it is whole; otherwise the newest whole ``checkpoint-*`` folder of the
-    stage's storage older than it (Ray keeps ``run.checkpoints_to_keep``); None: none is whole."""
-    latest = Path(latest)
-    if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
-        return latest  # reported by a version that wrote no manifests: Ray registered it whole
-    problem = checkpoint_problem(latest)
-    if problem is None:
-        return latest
-    log.warning("not resuming from %s: %s", latest, problem)
-    older = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir() and p.name < latest.name),
-                   key=lambda p: p.name, reverse=True)
-    for cand in older:
+def choose_checkpoint(latest: str | Path | None, stage_dir: str | Path) -> Path | None:
+    """The newest whole checkpoint of the stage: ``latest`` (Ray's, None when Ray has none) or
+    a newer whole ``checkpoint-*`` folder of the stage's storage; otherwise the newest whole one
+    older than it. None: none is whole.
+
+    Newer than Ray's latest: Ray Train registers a checkpoint only when its controller collects
+    every worker's report, so a worker killed right after its upload leaves a whole checkpoint
+    Ray never registered. Its manifests (every rank's, every file's size) prove it whole, and
+    it is a state of this run (attempts only continue from its own checkpoints).
+    """
+    if latest is not None:
+        latest = Path(latest)
+        if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
+            return latest  # reported by a version that wrote no manifests: Ray registered it whole
+    folders = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    if latest is not None and latest not in folders:
+        folders = sorted([*folders, latest], key=lambda p: p.name, reverse=True)
+    for cand in folders:
         why = checkpoint_problem(cand)
         if why is None:
-            log.warning("resuming from the previous whole checkpoint %s instead", cand)
+            if latest is None or cand != latest:
+                log.warning("resuming from the newest whole checkpoint %s (Ray's latest: %s)", cand, latest)
             return cand
-        log.warning("not resuming from %s either: %s", cand, why)
+        log.warning("not resuming from %s: %s", cand, why)
     return None
