@@ -43,7 +43,8 @@ def test_worker_kills_cost_at_most_the_steps_since_the_last_checkpoint(repo, ray
     # (Ray's own latest may be older still: a checkpoint whose reports the controller had not
     # collected when a worker died is never registered; its manifests make it resumable.)
     assert a[2].chosen == "checkpoint-000002" and a[2].latest in (None, "checkpoint-000002")
-    assert a[3].chosen == "checkpoint-000004"
+    # Attempt 3 saved step 4 again under a fresh name: the half-written folder is not reused.
+    assert a[3].chosen == "checkpoint-000004.1"
     # The job's final error names the stage and the worker that died, after the restarts it had.
     last = err.strip().splitlines()[-2:]
     assert "sft failed" in err and "run.max_failures=2" in err, err[-3000:]

@@ -92,3 +92,17 @@ def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(
     (c2 / "MANIFEST.rank0.json").unlink()
     (c2 / "MANIFEST.rank1.json").unlink()
     assert choose_checkpoint(c6, stage) is None  # nothing whole left: the stage starts over
+
+
+def test_a_save_never_reuses_a_storage_folder(tmp_path):
+    from vlm_train.train.callbacks import RayCheckpointCallback
+
+    cb = RayCheckpointCallback(tmp_path)
+    assert cb.dir_name(4) == "checkpoint-000004"
+    (tmp_path / "checkpoint-000004").mkdir()  # a damaged or half-written one of an earlier attempt
+    assert cb.dir_name(4) == "checkpoint-000004.1"
+    (tmp_path / "checkpoint-000004.1").mkdir()
+    assert cb.dir_name(4) == "checkpoint-000004.2"
+    # Newest first by name: a re-save sorts after the folder it replaces, before the next step.
+    assert sorted(["checkpoint-000006", "checkpoint-000004.1", "checkpoint-000004"]) == [
+        "checkpoint-000004", "checkpoint-000004.1", "checkpoint-000006"]

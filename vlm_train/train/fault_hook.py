@@ -96,11 +96,13 @@ class FaultHookCallback(TrainerCallback):
             return
         # Die once the checkpoint's upload to Ray storage has begun (ray.train.report, next
         # callback): the storage folder then holds part of it and Ray never registers it.
-        target = self.storage / f"checkpoint-{state.global_step:06d}"
+        # The folder is checkpoint-NNNNNN, or checkpoint-NNNNNN.K when that name is taken.
+        pattern = f"checkpoint-{state.global_step:06d}*"
+        before = set(self.storage.glob(pattern))
 
         def watch() -> None:
             end = time.monotonic() + SAVE_WAIT_S
-            while not target.exists() and time.monotonic() < end:
+            while not set(self.storage.glob(pattern)) - before and time.monotonic() < end:
                 time.sleep(0.0005)
             _kill()
 
