@@ -113,7 +113,7 @@ class Bench:
         a = self.finish("exhausted", progress + more)
         return [fault_row("worker SIGKILLed mid-step 5", a[0], a[1], since_checkpoint=a[0].last_done % SAVE),
                 fault_row("the same again, max_failures=1 used up", a[1], a[2], since_checkpoint=a[1].last_done % SAVE,
-                          failed=f"exit {rc}: {err[:120]}")]
+                          failed=f"exit {rc}: {err[:90]}")]
 
     def driver(self) -> list[FaultRow]:
         run = RunDir(self.storage / "driver")
@@ -132,7 +132,7 @@ class Bench:
         assert rc == 0, err
         a = self.finish("driver", progress + more)
         return [fault_row("driver SIGKILLed after step 5", a[0], a[1], since_checkpoint=a[0].last_done % SAVE,
-                          failed="resubmitted")]
+                          failed="driver gone")]
 
     def wait_workers_gone(self, timeout: float = 120) -> None:
         """The killed driver's training workers end with its job; resubmit after they have."""

@@ -74,7 +74,8 @@ def fault_row(fault: str, before: Attempt, after: Attempt, since_checkpoint: int
     it (exit status and message), before it was resubmitted."""
     resumed = f"resumed at step {after.start}" + (f" from {after.chosen}" if after.chosen else " (from scratch)")
     if after.latest and after.chosen and after.latest != after.chosen:
-        resumed += f" ({after.latest} refused)"
+        # Older than Ray's latest: that one was damaged. Newer: whole, but Ray never registered it.
+        resumed += f" ({after.latest} refused)" if after.chosen < after.latest else f" (Ray's latest: {after.latest})"
     outcome = f"{failed}; resubmitted: {resumed}" if failed else resumed
     again = [s for s in after.losses if after.start < s <= before.last_done]
     same = all(after.losses[s] == before.losses[s] for s in again if s in before.losses) if again else None
