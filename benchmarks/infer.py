@@ -45,7 +45,7 @@ def main() -> None:
     family = get_family(a.family)
     root = Path(tempfile.mkdtemp(prefix="bench_infer_"))
     model_dir = family.tiny(root / "tiny")
-    samples = synthetic.generate(root / "data", a.n, seed=0, box_text=family.box_to_text, prompt=family.grounding_prompt)
+    samples = synthetic.generate(root / "data", a.n, seed=0, answer=family.grounding_answer, prompt=family.grounding_prompt)
     samples = [replace(s, messages=prompt_messages(s.messages), meta={**s.meta, "image_root": str(root / "data")})
                for s in samples]
     cfg = JobConfig()

@@ -5,7 +5,7 @@ Local:
 
 On a running Ray cluster:
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python -m jobs.grpo configs/internvl3_5/8b_lora_sft_grpo.yaml model.path=/shared/runs/x/models/sft/merged
+        python -m jobs.grpo configs/internvl3_5/8b_lora_sft_grpo.yaml model.path=/mnt/storage/runs/x/models/sft/merged
 
 The pipeline with the one stage ``grpo`` (the config's ``stages`` do not apply; no evaluation).
 Exit codes: 0 done, 1 training failed, 2 bad config (nothing started), 3 stopped before the end.

@@ -5,7 +5,7 @@ Local:
     python -m jobs.infer configs/debug/internvl_tiny_infer.yaml infer.data=prompts.jsonl infer.out=out.jsonl
 
 On a Ray cluster (Ray Data map_batches, one model actor per worker of the pool):
-    ray job submit --working-dir . -- python -m jobs.infer configs/... model.path=/shared/runs/my_run
+    ray job submit --working-dir . -- python -m jobs.infer configs/... model.path=/mnt/storage/runs/my_run
 
 Writes one JSONL line per prompt (id, response, thinking, answer boxes, tool calls, tokens,
 seconds), incrementally; infer.resume=true continues an interrupted output.

@@ -6,7 +6,7 @@ Local (starts Ray in-process):
 
 On a running Ray cluster:
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python -m jobs.pipeline configs/internvl3_5/8b_lora_sft_grpo.yaml run.storage_path=/shared/runs
+        python -m jobs.pipeline configs/internvl3_5/8b_lora_sft_grpo.yaml run.storage_path=/mnt/storage/runs
 
 ``stages: [eval]`` evaluates ``model.path`` alone. Writes <run_dir>/report.json and prints a
 stage table. Submitted again, it skips finished stages.

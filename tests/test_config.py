@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vlm_train.config import ConfigError, load_config
-from vlm_train.models import FAMILIES
+from vlm_train.models import DEFAULT_FAMILY, FAMILIES
 
 BASE = "configs/debug/internvl_tiny_sft.yaml"
 
@@ -34,6 +34,8 @@ BAD = [
     ("removed field", ["model.trust_remote_code=true"], "model.trust_remote_code: unknown key"),
     ("launcher-owned seed", ["sft.seed=3"], "sft.seed: is set by the launcher from run.seed"),
     ("override syntax", ["sft.max_steps"], "override must look like key.path=value"),
+    # Formats are named after file layouts: the old family-named aliases are gone.
+    ("family-named format", ["data.train=[{path: README.md, format: ovis}]"], "data.train[0].format: must be one of"),
 ]
 
 
@@ -145,7 +147,7 @@ def test_images_per_sample_bound_holds_at_validation(tmp_path):
              "conversations": [{"from": "human", "value": "<image>\n" * n + "q"}, {"from": "gpt", "value": "a"}]}
             for n in (1, 3)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = DataConfig(train=[SourceConfig(str(tmp_path / "d.jsonl"), format="ovis")], max_images_per_sample=2,
+    cfg = DataConfig(train=[SourceConfig(str(tmp_path / "d.jsonl"), format="conversations")], max_images_per_sample=2,
                      max_error_fraction=1.0)
     r = load_dataset(cfg)
     assert [s.id for s in r.samples] == ["n1"]
@@ -225,3 +227,10 @@ def test_eval_stage_needs_an_eval_split(repo, monkeypatch):
         load_config(BASE, ["stages=[sft, eval]", "data.synthetic.n_eval=0"])
     cfg = load_config(BASE, ["stages=[eval]"])
     assert cfg.evaluate and cfg.training_stages == []
+
+
+def test_default_family_comes_from_the_registry(tmp_path):
+    """A config without model.family gets the registry's default, which is registered."""
+    from vlm_train.config import ModelConfig
+
+    assert ModelConfig().family == DEFAULT_FAMILY and DEFAULT_FAMILY in FAMILIES

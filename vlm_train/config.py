@@ -20,10 +20,15 @@ import yaml
 
 from vlm_train.cluster.storage_path import check_storage_path
 from vlm_train.config_base import ConfigError, apply_override, from_dict, load_yaml, to_dict
+from vlm_train.models import DEFAULT_FAMILY
 from vlm_train.redact import check_override, redact
 from vlm_train.run_dir import RunDir
 
 __all__ = ["ConfigError", "JobConfig", "load_config"]
+
+# The reader names of vlm_train/data/formats (FORMATS there), plus auto-detection; a test keeps
+# the two lists equal (the config is typed statically, the registry is built at import).
+DataFormat = Literal["auto", "conversations", "conversations_meta", "toolqa", "refcoco", "trl", "canonical"]
 
 @dataclass
 class FreezeConfig:
@@ -73,8 +78,9 @@ class TinyConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "internvl"
-    """A family registered in vlm_train/models/__init__.py (FAMILIES)."""
+    family: str = DEFAULT_FAMILY
+    """A family registered in vlm_train/models/__init__.py (FAMILIES; the default is its
+    DEFAULT_FAMILY)."""
     path: str = "tiny"
     """Checkpoint directory, or ``tiny`` to build a random tiny model of the family offline."""
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
@@ -109,8 +115,8 @@ class ModelConfig:
 @dataclass
 class SourceConfig:
     path: str
-    """A data file (JSON, JSONL) or an InternVL meta JSON."""
-    format: Literal["auto", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    """A data file (JSON, JSONL) or a meta JSON naming several conversation files."""
+    format: DataFormat = "auto"
     image_root: str | None = None
     """Root that relative image paths resolve against (defaults to the file's folder)."""
     repeat: float = 1.0
@@ -352,7 +358,7 @@ class EvalSetConfig:
     name: str
     path: str | None = None
     """A grounding file any reader takes (RefCOCO JSONL, canonical, conversations, ...)."""
-    format: Literal["auto", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    format: DataFormat = "auto"
     image_root: str | None = None
     synthetic: SyntheticConfig | None = None
     """Generate the set (``n_eval`` samples from ``seed``) instead of reading ``path``."""
@@ -396,7 +402,7 @@ class InferConfig:
     data: str | None = None
     """Prompts: any data format the readers take (the conversation before each final answer)
     or JSONL of {"id", "messages" | "prompt", "images", "video"}."""
-    format: Literal["auto", "prompts", "ovis", "internvl", "internvl_meta", "toolqa", "refcoco", "trl", "canonical"] = "auto"
+    format: Literal["prompts", DataFormat] = "auto"
     image_root: str | None = None
     out: str | None = None
     """Output JSONL (default: <run dir>/infer/predictions.jsonl)."""

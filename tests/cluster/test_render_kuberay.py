@@ -67,11 +67,11 @@ def test_one_worker_group_per_gpu_pool_with_gpu_limits_and_placement():
 
 
 def test_shared_volume_mounted_on_head_and_every_worker():
-    spec = render_raycluster(load_pools(POOLS_DIR), KubeOptions(storage_claim="ckpt", storage_mount="/shared"))["spec"]
+    spec = render_raycluster(load_pools(POOLS_DIR), KubeOptions(storage_claim="ckpt", storage_mount="/mnt/storage"))["spec"]
     pods = [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
     for pod in pods:
-        assert {"name": "shared", "persistentVolumeClaim": {"claimName": "ckpt"}} in pod["volumes"]
-        assert {"name": "shared", "mountPath": "/shared"} in pod["containers"][0]["volumeMounts"]
+        assert {"name": "storage", "persistentVolumeClaim": {"claimName": "ckpt"}} in pod["volumes"]
+        assert {"name": "storage", "mountPath": "/mnt/storage"} in pod["containers"][0]["volumeMounts"]
 
 
 def test_head_takes_no_training_work_and_auth_is_token():
@@ -84,10 +84,10 @@ def test_head_takes_no_training_work_and_auth_is_token():
 
 
 def test_rayjob_runs_the_job_on_its_pool_with_shared_storage():
-    job = render_rayjob(load_pools(POOLS_DIR), KubeOptions(storage_mount="/mnt/shared"), JOB)["spec"]
+    job = render_rayjob(load_pools(POOLS_DIR), KubeOptions(storage_mount="/mnt/storage"), JOB)["spec"]
     argv = shlex.split(job["entrypoint"])
     assert argv[:4] == ["python", "-m", "jobs.sft", "configs/internvl3_5/8b_lora_sft.yaml"]
-    assert {"run.name=k8s", "cluster.pool=h100-80gb", "cluster.nodes=2", "run.storage_path=/mnt/shared/runs"} <= set(argv)
+    assert {"run.name=k8s", "cluster.pool=h100-80gb", "cluster.nodes=2", "run.storage_path=/mnt/storage/runs"} <= set(argv)
     groups = {g["groupName"]: g["replicas"] for g in job["rayClusterSpec"]["workerGroupSpecs"]}
     assert groups == {"a100-80gb": 0, "h100-80gb": 2, "l40s-48gb": 0}
     assert job["shutdownAfterJobFinishes"] is True and job["entrypointNumCpus"] == 0

@@ -27,7 +27,7 @@ def test_relative_path_in_a_ray_job_is_refused():
 
 
 def test_absolute_or_outside_a_ray_job_is_fine():
-    check_storage_path("/shared/runs", JOB_ENV, PKG)
+    check_storage_path("/mnt/storage/runs", JOB_ENV, PKG)
     check_storage_path("runs", {}, PKG)
 
 

@@ -88,7 +88,7 @@ def _write(tmp_path: Path, lines: list[str]) -> Path:
 
 def _cfg(path, root, on_error="skip", **kw) -> DataConfig:
     return DataConfig(
-        train=[SourceConfig(str(path), format="ovis", image_root=str(root))],
+        train=[SourceConfig(str(path), format="conversations", image_root=str(root))],
         on_error=on_error,
         max_error_fraction=1.0,
         **kw,
@@ -144,7 +144,7 @@ def test_invalid_utf8_in_json_list(tmp_path, root):
         load_dataset(cfg)
     from vlm_train.data.formats import read
 
-    issues = list(read(p, "ovis"))
+    issues = list(read(p, "conversations"))
     assert [(i.kind, i.line) for i in issues] == [(E.BAD_ENCODING, 3)]
 
 

@@ -20,7 +20,7 @@ from vlm_train.models import get_family
 def data(tmp_path):
     samples = generate(tmp_path, 20, seed=3, kind="mixed")
     path = tmp_path / "d.jsonl"
-    write(samples, path, "ovis")
+    write(samples, path, "conversations")
     return path
 
 

@@ -53,8 +53,9 @@ def test_box_problem():
 
 def test_neutral_defaults_name_no_family():
     b = Box(64, 48, 320, 240)
-    text = coords.grounding_answer("the cat", b, 640, 480, coords.pixel_box_text)
-    assert text == '<ref>the cat</ref>{"bbox_2d": [64, 48, 320, 240]}'
+    text = coords.plain_grounding_answer("the cat", b, 640, 480)
+    assert text == '{"bbox_2d": [64, 48, 320, 240], "label": "the cat"}'
+    assert coords.plain_grounding_answer("el niño", b, 640, 480).endswith('"label": "el niño"}')
     assert coords.plain_grounding_prompt("a dog").endswith("a dog")
 
 

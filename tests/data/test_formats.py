@@ -65,7 +65,7 @@ def _lines(path: Path) -> list:
 
 def test_ovis_jsonl_reads_canonical_and_round_trips(tmp_path):
     src = _jsonl(tmp_path / "ovis.jsonl", OVIS_RECORDS)
-    assert detect_format(src) == "ovis"
+    assert detect_format(src) == "conversations"
     samples, issues = _read(src)
     assert not issues
     s1, s2, s3 = samples
@@ -86,7 +86,7 @@ def test_ovis_jsonl_reads_canonical_and_round_trips(tmp_path):
     assert s3.messages[0].content[0].type == "video"
     assert all(s.meta["line"] == i + 1 for i, s in enumerate(samples))
     out = tmp_path / "out.jsonl"
-    formats.write(samples, out, "ovis")
+    formats.write(samples, out, "conversations")
     assert _lines(out) == OVIS_RECORDS
 
 
@@ -102,11 +102,11 @@ def test_ovis_wrapped_and_json_list(tmp_path):
         text = src.read_text().splitlines()
         assert '"id": "s1"' in text[samples[0].meta["line"]] or '"id": "s1"' in text[samples[0].meta["line"] - 1]
         out = tmp_path / f"out_{src.stem}.json"
-        formats.write(samples, out, "internvl")
+        formats.write(samples, out, "conversations")
         assert json.loads(out.read_text()) == OVIS_RECORDS
 
 
-def test_internvl_meta_round_trip_and_repeat(tmp_path):
+def test_conversations_meta_round_trip_and_repeat(tmp_path):
     base = tmp_path / "in"
     (base / "ann").mkdir(parents=True)
     _jsonl(base / "ann" / "a.jsonl", OVIS_RECORDS[:2])
@@ -122,14 +122,14 @@ def test_internvl_meta_round_trip_and_repeat(tmp_path):
         },
     }
     (base / "meta.json").write_text(json.dumps(meta))
-    assert detect_format(base / "meta.json") == "internvl_meta"
+    assert detect_format(base / "meta.json") == "conversations_meta"
     # ds_b's absolute root is outside the meta file's folder: the config must list it.
     samples, issues = _read(base / "meta.json", roots=(str(tmp_path / "elsewhere"),))
     assert not issues
     assert [(s.meta["dataset"], s.meta["repeat"]) for s in samples] == [("ds_a", 2), ("ds_a", 2), ("ds_b", 0.5)]
     assert samples[0].meta["image_root"] == str((base / "imgs_a").resolve())
     out = tmp_path / "out" / "meta.json"
-    formats.write(samples, out, "internvl_meta")
+    formats.write(samples, out, "conversations_meta")
     got = json.loads(out.read_text())
     assert set(got) == {"ds_a", "ds_b"}
     for name, ann in (("ds_a", "a.jsonl"), ("ds_b", "b.jsonl")):
@@ -185,14 +185,14 @@ def test_refcoco_round_trip_uses_family_text(tmp_path):
     s = samples[0]
     assert s.targets[0].phrase == "the red car on the left" and s.image_sizes == [(640, 480)]
     # Without a family the answer is the neutral pixel JSON; with one, the family's text.
-    assert s.messages[1].content[0].text == '<ref>the red car on the left</ref>{"bbox_2d": [10, 20, 110, 220]}'
+    assert s.messages[1].content[0].text == '{"bbox_2d": [10, 20, 110, 220], "label": "the red car on the left"}'
     fam = get_family("internvl")
-    internvl = _read(src, box_text=fam.box_to_text, prompt=fam.grounding_prompt)[0][0]
+    internvl = _read(src, answer=fam.grounding_answer, prompt=fam.grounding_prompt)[0][0]
     assert internvl.messages[1].content[0].text == "<ref>the red car on the left</ref><box>[[16, 42, 172, 459]]</box>"
     out = tmp_path / "out.jsonl"
     formats.write(samples, out, "refcoco")
     assert _lines(out) == recs
-    custom, _ = _read(src, box_text=lambda b, w, h: f"<box>{b.x1}</box>", prompt=lambda p: f"find {p}")
+    custom, _ = _read(src, answer=lambda p, b, w, h: f"<ref>{p}</ref><box>{b.x1}</box>", prompt=lambda p: f"find {p}")
     assert custom[0].messages[0].content[1].text == "find the red car on the left"
     assert custom[0].messages[1].content[0].text == "<ref>the red car on the left</ref><box>10.5</box>"
 
@@ -258,7 +258,7 @@ def test_canonical_round_trip_and_cross_format(tmp_path):
     strip = lambda d: {**d, "meta": {k: v for k, v in d["meta"].items() if k not in ("source", "line", "image_root")}}  # noqa: E731
     assert [strip(s.to_dict()) for s in back] == [s.to_dict() for s in samples]
     # canonical -> ovis -> trl -> canonical keeps every message and call
-    formats.write(back, tmp_path / "o.jsonl", "ovis")
+    formats.write(back, tmp_path / "o.jsonl", "conversations")
     via_ovis, _ = _read(tmp_path / "o.jsonl")
     formats.write(via_ovis, tmp_path / "t.jsonl", "trl")
     via_trl, _ = _read(tmp_path / "t.jsonl")
@@ -273,27 +273,27 @@ def test_cli_convert_and_synth(tmp_path, capsys):
     from vlm_train.data.cli import main
 
     assert (
-        main(["synth", "--out", str(tmp_path / "s"), "--n", "4", "--seed", "2", "--format", "ovis", "--kind", "toolqa"])
+        main(["synth", "--out", str(tmp_path / "s"), "--n", "4", "--seed", "2", "--format", "conversations", "--kind", "toolqa"])
         == 0
     )
-    src = tmp_path / "s" / "data_ovis.jsonl"
+    src = tmp_path / "s" / "data_conversations.jsonl"
     assert len(_lines(src)) == 4
     out = tmp_path / "s" / "qa.jsonl"
     assert main(["convert", str(src), str(out), "--to", "toolqa"]) == 0
     assert "{Crop " in _lines(out)[0]["QnA"][0]["A3"]
     back = tmp_path / "s" / "back.jsonl"
-    assert main(["convert", str(out), str(back), "--to", "ovis"]) == 0
+    assert main(["convert", str(out), str(back), "--to", "conversations"]) == 0
     assert [r["conversations"] for r in _lines(back)] == [r["conversations"] for r in _lines(src)]
-    assert main(["convert", str(tmp_path / "missing.jsonl"), str(back), "--to", "ovis"]) == 2
+    assert main(["convert", str(tmp_path / "missing.jsonl"), str(back), "--to", "conversations"]) == 2
     assert main(["convert", str(src), str(back), "--to", "nope"]) == 2
 
 
-@pytest.mark.parametrize("fmt", ["ovis", "internvl", "toolqa", "refcoco", "trl", "canonical", "internvl_meta"])
+@pytest.mark.parametrize("fmt", ["conversations", "toolqa", "refcoco", "trl", "canonical", "conversations_meta"])
 def test_synth_writes_every_format_readable(tmp_path, fmt):
     from vlm_train.data.cli import main
 
     assert main(["synth", "--out", str(tmp_path), "--n", "3", "--format", fmt]) == 0
-    path = tmp_path / ("meta.json" if fmt == "internvl_meta" else f"data_{fmt}.jsonl")
+    path = tmp_path / ("meta.json" if fmt == "conversations_meta" else f"data_{fmt}.jsonl")
     samples, issues = _read(path)
     assert not issues and len(samples) == 3
     assert all(s.targets or fmt not in ("refcoco", "canonical") for s in samples)
@@ -320,7 +320,7 @@ def test_prefetch_keeps_file_order(tmp_path):
     for s in samples[::3]:
         s.messages[0].content[0].media = f"missing_{s.id}.png"
     write_path = tmp_path / "d.jsonl"
-    formats.write(samples, write_path, "ovis")
+    formats.write(samples, write_path, "conversations")
     cfg = DataConfig(train=[SourceConfig(str(write_path))], max_error_fraction=1.0)
     one = load_dataset(cfg, workers=1)
     four = load_dataset(cfg, workers=4)
@@ -369,3 +369,15 @@ def test_trl_parquet_with_embedded_images(tmp_path):
     assert Image.open(media[1]).getpixel((0, 0)) == (0, 0, 255)
     assert r.samples[0].image_sizes == [(12, 10)]
     assert sorted(p.name for p in (tmp_path / "train.images").iterdir()) == sorted({Path(m).name for m in media})
+
+
+def test_config_format_names_are_the_readers():
+    """The config's static list of format names is the reader registry plus auto-detection, and
+    none is named after a model family (any family trains on any file layout)."""
+    from typing import get_args
+
+    from vlm_train.config import DataFormat
+    from vlm_train.models import FAMILIES
+
+    assert list(get_args(DataFormat)) == ["auto", *formats.FORMATS]
+    assert not [f for f in formats.FORMATS for fam in FAMILIES if fam.split("_")[0] in f]

@@ -30,8 +30,8 @@ def test_synthetic_splits_are_disjoint_and_absolute(tmp_path):
 def test_family_formatters_are_used(tmp_path):
     class Fam:
         @staticmethod
-        def box_to_text(box, w, h):
-            return f"<box>{int(box.x1)}</box>"
+        def grounding_answer(phrase, box, w, h):
+            return f"{phrase}: <box>{int(box.x1)}</box>"
 
         @staticmethod
         def grounding_prompt(phrase):
@@ -40,7 +40,7 @@ def test_family_formatters_are_used(tmp_path):
     r = load_dataset(DataConfig(synthetic=SyntheticConfig(n=3)), "train", work_dir=tmp_path, family=Fam)
     s = r.samples[0]
     assert s.messages[0].content[1].text == f"where is {s.targets[0].phrase}"
-    assert s.messages[1].content[0].text == f"<ref>{s.targets[0].phrase}</ref><box>{int(s.targets[0].box.x1)}</box>"
+    assert s.messages[1].content[0].text == f"{s.targets[0].phrase}: <box>{int(s.targets[0].box.x1)}</box>"
 
 
 def test_missing_synthetic_work_dir_and_no_data():
@@ -54,7 +54,7 @@ def test_missing_synthetic_work_dir_and_no_data():
 def _source_with_bad_lines(tmp_path, n_good=20):
     samples = generate(tmp_path, n_good, seed=0)
     path = tmp_path / "train.jsonl"
-    write(samples, path, "ovis")
+    write(samples, path, "conversations")
     lines = path.read_text().splitlines()
     bad = json.loads(lines[0])
     bad["image"] = "images/nope.png"
@@ -135,10 +135,10 @@ def test_data_never_widens_its_own_roots(tmp_path):
     assert all(s.meta["image_root"] == str(data.resolve()) for s in r.samples)
 
     # A meta file's documented root field is resolved against the configured roots.
-    write(good, data / "conv.jsonl", "internvl")
+    write(good, data / "conv.jsonl", "conversations")
     meta = data / "meta.json"
     meta.write_text(json.dumps({"ds": {"root": str(secret), "annotation": "conv.jsonl"}}))
-    cfg = DataConfig(train=[SourceConfig(str(meta), format="internvl_meta")], on_error="raise")
+    cfg = DataConfig(train=[SourceConfig(str(meta), format="conversations_meta")], on_error="raise")
     with pytest.raises(DataError, match="ds.root .* outside the configured roots"):
         load_dataset(cfg)
     import shutil

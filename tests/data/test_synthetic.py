@@ -92,16 +92,16 @@ def test_phrase_needs_its_words(tmp_path):
 
 
 def test_grounding_answer_uses_given_formatters(tmp_path):
-    def unit_text(box, w, h):
+    def unit_answer(phrase, box, w, h):
         x1, y1, x2, y2 = coords.UNIT.to_values(box, w, h)
-        return f"<box>({x1:.3f},{y1:.3f}),({x2:.3f},{y2:.3f})</box>"
+        return f"<ref>{phrase}</ref><box>({x1:.3f},{y1:.3f}),({x2:.3f},{y2:.3f})</box>"
 
-    s = generate(tmp_path, 1, seed=0, box_text=unit_text, prompt=lambda p: f"Find <ref>{p}</ref>.")[0]
+    s = generate(tmp_path, 1, seed=0, answer=unit_answer, prompt=lambda p: f"Find <ref>{p}</ref>.")[0]
     t = s.targets[0]
     assert s.messages[0].content[1].text == f"Find <ref>{t.phrase}</ref>."
-    assert s.messages[1].content[0].text == f"<ref>{t.phrase}</ref>" + unit_text(t.box, 64, 64)
+    assert s.messages[1].content[0].text == unit_answer(t.phrase, t.box, 64, 64)
     default = generate(tmp_path / "d", 1, seed=0)[0]
-    assert default.messages[1].content[0].text == f"<ref>{t.phrase}</ref>" + coords.pixel_box_text(t.box, 64, 64)
+    assert default.messages[1].content[0].text == coords.plain_grounding_answer(t.phrase, t.box, 64, 64)
 
 
 def test_toolqa_crops_the_target(tmp_path):

@@ -22,7 +22,7 @@ def _row(sid, user="<image>\nWhat is it?", answer="A square.", image="ok.png", *
 def _load(tmp_path, root, lines, family=None, on_error="skip", **kw):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join([_row("good"), *lines]) + "\n")
-    cfg = DataConfig(train=[SourceConfig(str(path), format="ovis", image_root=str(root))], on_error=on_error,
+    cfg = DataConfig(train=[SourceConfig(str(path), format="conversations", image_root=str(root))], on_error=on_error,
                      max_error_fraction=1.0)
     return path, load_dataset(cfg, family=family, **kw)
 
@@ -61,8 +61,9 @@ def _video(path, n=30):
 def test_video_parts_checked_for_the_family_and_every_sampled_frame(tmp_path, root):
     raw = _video(root / "clip.mp4").read_bytes()
     # The index and the first third of the frames survive; the rest is gone (a copy cut short, then
-    # padded). A third, not one frame: decord's decoder reads a few packets ahead, so a cut right after
-    # frame 0 can already fail frame 0 on some builds, and this test is about the later sampled frames.
+    # padded). decord decodes on a thread of its own that reads ahead, so whether frame 0 or a later
+    # sampled frame fails first varies from run to run: either way validation must catch the file.
+    # That the later sampled frames are checked at all is shown deterministically below.
     with av.open(str(root / "clip.mp4")) as f:
         keep = [p.pos for p in f.demux(video=0) if p.pos is not None][10]
     (root / "cut.mp4").write_bytes(raw[:keep] + b"\0" * (len(raw) - keep))
@@ -74,11 +75,45 @@ def test_video_parts_checked_for_the_family_and_every_sampled_frame(tmp_path, ro
     for family in takes:
         _, r = _load(tmp_path, root, [clip, cut], family=family)
         assert [s.id for s in r.samples] == ["good", "clip"]
-        assert [(e.kind, e.line) for e in r.errors] == [(E.CORRUPT_MEDIA, 3)] and "cannot decode frames" in r.errors[0].reason
+        assert [(e.kind, e.line) for e in r.errors] == [(E.CORRUPT_MEDIA, 3)] and "cannot decode frame" in r.errors[0].reason
     for family in refuses:
         _, r = _load(tmp_path, root, [clip], family=family)
         assert [s.id for s in r.samples] == ["good"]
         assert [e.kind for e in r.errors] == [E.UNSUPPORTED] and "takes images only" in r.errors[0].reason
+
+
+def test_a_video_whose_first_frame_decodes_is_still_checked_at_every_sampled_frame(tmp_path, root, monkeypatch):
+    # A reader whose frame 0 decodes and whose later frames do not (what a copy cut short after
+    # its first frames gives): validation must decode the sampled frames, not only frame 0.
+    import decord
+
+    class CutShort:
+        def __init__(self, path, num_threads=1):
+            pass
+
+        def __len__(self):
+            return 30
+
+        def __getitem__(self, i):
+            if i:
+                raise decord.DECORDError("cannot decode")
+            return decord.nd.array(np.zeros((48, 64, 3), np.uint8))
+
+        def get_avg_fps(self):
+            return 10.0
+
+        def get_batch(self, idx):
+            if any(idx):
+                raise decord.DECORDError(f"cannot decode frame {max(idx)}")
+            return decord.nd.array(np.zeros((len(idx), 48, 64, 3), np.uint8))
+
+    (root / "cut.mp4").write_bytes(b"not empty")
+    monkeypatch.setattr(decord, "VideoReader", CutShort)
+    cut = _row("cut", user="<video>\nWhat happens?", image=None, video="cut.mp4")
+    for family in (get_family(n) for n in FAMILIES if get_family(n).takes_video):
+        _, r = _load(tmp_path, root, [cut], family=family)
+        assert [s.id for s in r.samples] == ["good"]
+        assert [(e.kind, e.line) for e in r.errors] == [(E.CORRUPT_MEDIA, 2)] and "cannot decode frames" in r.errors[0].reason
 
 
 def test_grpo_samples_need_an_image(tmp_path, root):

@@ -21,7 +21,7 @@ CFG = "configs/debug/internvl_tiny_evaluate.yaml"
 
 def refcoco_file(tmp_path, family):
     """A RefCOCO-format JSONL (pixels boxes, sizes) over synthetic images."""
-    samples = synthetic.generate(tmp_path / "rc", 5, seed=21, image_size=64, box_text=family.box_to_text)
+    samples = synthetic.generate(tmp_path / "rc", 5, seed=21, image_size=64, answer=family.grounding_answer)
     rows = [{"image": s.messages[0].content[0].media, "sent": s.targets[0].phrase, "bbox": s.targets[0].box.as_list(),
              "width": 64, "height": 64, "id": f"rc{i}"} for i, s in enumerate(samples)]
     path = tmp_path / "rc" / "refcoco_val.jsonl"
@@ -55,7 +55,7 @@ def test_evaluate_job_on_ray(repo, ray_cluster, tiny_internvl, tmp_path, monkeyp
     from vlm_train.data.formats import read
     from vlm_train.data.formats.base import ReadOptions
 
-    samples = list(read(rc, "refcoco", ReadOptions(box_text=family.box_to_text, prompt=family.grounding_prompt)))
+    samples = list(read(rc, "refcoco", ReadOptions(answer=family.grounding_answer, prompt=family.grounding_prompt)))
     local = generate_texts(model.eval(), proc, family, family.make_inputs(proc, InputsConfig(image_roots=(str(rc.parent),))),
                            samples, batch_size=1, max_new_tokens=24)
     assert [p["text"] for p in lines] == local

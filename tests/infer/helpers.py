@@ -45,7 +45,7 @@ def trained_run(root: Path, family_name: str, base: Path, lora: bool = False, se
 def grounding_batch(family_name: str, processor, root: Path, n: int = 2):
     """A real training batch of synthetic grounding samples for ``family_name``."""
     family = get_family(family_name)
-    samples = synthetic.generate(root / "synth", n, seed=3, image_size=64, box_text=family.box_to_text, prompt=family.grounding_prompt)
+    samples = synthetic.generate(root / "synth", n, seed=3, image_size=64, answer=family.grounding_answer, prompt=family.grounding_prompt)
     return family.make_inputs(processor, InputsConfig(image_roots=(str(root / "synth"),)))(samples)
 
 

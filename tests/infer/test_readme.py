@@ -36,7 +36,7 @@ def test_readme_use_commands(repo, tiny_internvl, tmp_path, monkeypatch, capsys)
     run, _ = trained_run(tmp_path / "runs", "internvl", tiny_internvl)
     run.rename(tmp_path / RUN)
     fam = get_family("internvl")
-    samples = synthetic.generate(tmp_path / RUN / "data", 3, seed=5, box_text=fam.box_to_text, prompt=fam.grounding_prompt)
+    samples = synthetic.generate(tmp_path / RUN / "data", 3, seed=5, answer=fam.grounding_answer, prompt=fam.grounding_prompt)
     for s in samples:
         s.meta["image_root"] = str(tmp_path / RUN / "data")
     (tmp_path / RUN / "data" / "eval.jsonl").write_text("".join(s.to_json() + "\n" for s in samples))

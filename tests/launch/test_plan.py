@@ -15,11 +15,23 @@ def test_describe_sft_and_grpo(repo, monkeypatch):
     assert plan["world_size"] == 2 and plan["zero_stage"] == 2 and plan["evaluate"] is True
     assert list(plan["stages"]) == ["sft", "grpo"]
     sft, grpo = plan["stages"]["sft"], plan["stages"]["grpo"]
-    assert sft == {"per_device_batch_size": 8, "gradient_accumulation_steps": 1, "global_batch_size": 16}
+    assert sft == {"per_device_batch_size": 8, "gradient_accumulation_steps": 1, "global_batch_size": 16,
+                   "batch_unit": "samples"}
     # GRPO reads its own section (not sft:): 8 completions x 2 workers x 2 accumulation steps,
     # 4 completions per prompt.
     assert grpo["per_device_batch_size"] == 8 and grpo["global_batch_size"] == 32
     assert grpo["num_generations"] == 4 and grpo["generation_batch_size"] == 32 and grpo["prompts_per_generation"] == 8
+    assert grpo["batch_unit"] == "completions"
+
+
+def test_describe_packed_sft_counts_rows(repo, monkeypatch):
+    # With sft.packing a micro-batch is per_device_train_batch_size rows of whole samples: the
+    # plan must not call them samples (how many samples a row holds varies with their lengths).
+    monkeypatch.chdir(repo)
+    cfg = load_config("configs/debug/internvl_tiny_sft.yaml", ["sft.packing=true", "sft.max_length=512"])
+    sft = describe(cfg)["stages"]["sft"]
+    assert sft["batch_unit"] == "packed rows" and sft["row_tokens"] == 512
+    assert sft["max_tokens_per_step"] == sft["global_batch_size"] * 512
 
 
 def test_describe_grpo_defaults(repo, monkeypatch):

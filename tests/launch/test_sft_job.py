@@ -1,5 +1,5 @@
 """End-to-end SFT on a real Ray head: `ray job submit`, ZeRO-2 and ZeRO-3 with 2 workers,
-resume after a stop, restart after a worker failure, LoRA save + merge."""
+resume after a stop, a failed job's console, restart after a worker failure, LoRA save + merge."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_zero3_lora_merge_matches_adapter(repo, ray_cluster, tmp_path, monkeypat
     assert not [p for p in (run / "models").rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
 
 
-def test_resume_after_stop_and_restart_after_failure(repo, ray_cluster, tmp_path, monkeypatch):
+def test_resume_after_stop_and_restart_after_failure(repo, ray_cluster, tmp_path, monkeypatch, capsys):
     storage = tmp_path / "runs"
     common = [CFG, f"run.storage_path={storage}", "run.name=resume", "sft.save_steps=2", "sft.max_steps=8"]
     # 1) stopped (as if preempted) right after its first checkpoint
@@ -135,13 +135,26 @@ def test_resume_after_stop_and_restart_after_failure(repo, ray_cluster, tmp_path
     run = storage / "resume"
     first = json.loads((run / "stages" / "sft.json").read_text())
     assert first["global_step"] == 2 and not first["complete"]
-    # 2) submitted again: continues at step 3; a worker crash at step 5 restarts the group,
+    # 2) submitted again with no restarts allowed: rank 0 crashes at step 3 and the job fails.
+    #    The console names the worker's own exception (not Ray's wrapper) and the log holding
+    #    its traceback.
+    capsys.readouterr()
+    rc = run_in_process(repo, monkeypatch, ray_cluster, *common, "run.fail_at_step=3", "run.max_failures=0")
+    assert rc == 1
+    console = capsys.readouterr()
+    rank0_log = run / "logs" / "sft" / "rank0.log"
+    assert "error: sft failed on rank 0: RuntimeError: injected failure at step 3 (run.fail_at_step)" in console.err, console
+    assert f"full log: {rank0_log}" in console.err, console
+    assert "Training failed due to worker errors" not in console.out + console.err, console
+    assert re.search(r"Traceback[^\n]*\n(.*\n)*RuntimeError: injected failure at step 3", rank0_log.read_text())
+    # 3) submitted again: continues at step 3; a worker crash at step 5 restarts the group,
     #    which continues from the step-4 checkpoint.
+    (run / "work" / "sft" / "failure_injected").unlink()  # step 2 left the once-only marker
     rc = run_in_process(repo, monkeypatch, ray_cluster, *common, "run.fail_at_step=5", "run.max_failures=1")
     assert rc == 0
     assert (run / "work" / "sft" / "failure_injected").read_text() == "5"
     starts = [json.loads(x)["start_step"] for x in (run / "stages" / "sft.resumes.jsonl").read_text().splitlines()]
-    assert starts == [0, 2, 4]
+    assert starts == [0, 2, 2, 4]
     final = json.loads((run / "stages" / "sft.json").read_text())
     assert final["complete"] and final["global_step"] == 8
     # Each step's loss was logged once per attempt that ran it: step 1 only by the first run.

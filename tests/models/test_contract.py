@@ -58,6 +58,16 @@ def test_grounding_prompt_names_the_phrase(family):
     assert "a red car" in family.grounding_prompt("a red car")
 
 
+@pytest.mark.parametrize("box", BOXES)
+def test_grounding_answer_names_the_phrase_and_reads_back(family, box):
+    """The answer SFT data teaches holds the phrase and exactly the box ``text_to_boxes`` and
+    ``box_to_text`` agree on (the answer's box is the family's box syntax)."""
+    w, h = 640, 480
+    text = family.grounding_answer("the red car", box, w, h)
+    assert "the red car" in text
+    assert family.text_to_boxes(text, w, h) == family.text_to_boxes(family.box_to_text(box, w, h), w, h)
+
+
 def test_chat_renders_tool_turns_and_headers(family):
     chat = family.chat
     call = chat.tool_call("crop", {"bbox_2d": [1, 2, 3, 4]})

@@ -85,6 +85,9 @@ def test_built_trl_configs_on_cpu(cfgs):
     assert sft.dataset_kwargs["skip_prepare_dataset"] is True and sft.max_steps == 8
     grpo = build_training_args(cfgs["grpo"], "grpo", rank=0, cuda=False)
     assert isinstance(grpo, trl.GRPOConfig) and grpo.reward_weights == [1.0, 0.1, 0.2] and grpo.bf16 is False
+    # SFT: our trainer counts real tokens; GRPO: TRL counts them itself (the Trainer's count would
+    # look for pixel_values among the prompts and warn every step).
+    assert sft.include_num_input_tokens_seen == "non_padding" and grpo.include_num_input_tokens_seen == "no"
 
 
 def test_dtype_decides_precision(cfgs):

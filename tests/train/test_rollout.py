@@ -155,3 +155,41 @@ def test_rollout_crops_honour_max_image_pixels(setup, tmp_path):
     row = fits.start(sample)
     _, _, crop_image = fits.tool_turn(row, Box(0, 0, 80, 48))
     assert crop_image.width * crop_image.height <= 80 * 48
+
+
+def test_lockstep_rank_joins_every_round_of_the_busiest_rank(setup, tmp_path, monkeypatch):
+    """Under ZeRO-3 on several ranks every generate is a collective: a rank whose rows finished
+    after one call keeps joining the rounds another rank still runs (here two more: its rows
+    crop twice), with throwaway synced calls, and its own rows are untouched by them."""
+    import vlm_train.train.rollout as rollout_mod
+
+    fam = get_family("internvl")
+    path = fam.tiny(tmp_path / "tiny")
+    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=(str(setup),)))
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=2), [str(setup)])
+    answer = proc.tokenizer("done<|im_end|>", add_special_tokens=False).input_ids
+    other_rounds = iter([True, True, True, False])  # the other rank: three rounds, then done
+    flags = []
+
+    def any_rank(mine, device):
+        flags.append(mine)
+        return bool(next(other_rounds)) or mine
+
+    monkeypatch.setattr(rollout_mod, "in_lockstep", lambda: True)
+    monkeypatch.setattr(rollout_mod, "any_rank", any_rank)
+    scripted = Scripted(model, [answer, [0], [0]])
+    recorded = []
+    plain_generate = scripted.generate
+
+    def generate(input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kw):
+        recorded.append((max_new_tokens, kw.get("synced_gpus")))
+        return plain_generate(input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kw)
+
+    scripted.generate = generate
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    row = rollout.start(sample)
+    assert rollout.generate(scripted, [row], {}, max_completion=50) == 3
+    assert flags == [True, False, False, False]  # one all-reduce per round, and the closing one
+    assert recorded[0][1] is True and recorded[1:] == [(1, True), (1, True)]
+    assert row.done and row.completion_ids == answer and row.mask == [1] * len(answer)

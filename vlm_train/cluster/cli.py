@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--launcher", default="cluster/launcher/aws.yaml", help="launcher profile (ray-cluster)")
     r.add_argument("--image", help="container image for every pod (default: each pool's kubernetes.image)")
     r.add_argument("--namespace")
-    r.add_argument("--storage-claim", default="vlm-train-shared", help="ReadWriteMany PVC for checkpoints")
-    r.add_argument("--storage-mount", default="/mnt/shared")
+    r.add_argument("--storage-claim", default="vlm-train-storage", help="ReadWriteMany PVC for checkpoints")
+    r.add_argument("--storage-mount", default="/mnt/storage")
     r.add_argument("--auth-secret", help="Secret with the Ray auth token (default: managed by KubeRay)")
     return p
 

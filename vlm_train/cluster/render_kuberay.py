@@ -20,7 +20,7 @@ from vlm_train.redact import redact_text
 
 # Kubelet, device plugins and daemon sets need room on each node: request 90% of it.
 HEADROOM = 0.9
-SHARED_VOLUME = "shared"
+STORAGE_VOLUME = "storage"
 
 
 @dataclass
@@ -29,9 +29,9 @@ class KubeOptions:
     namespace: str | None = None
     image: str | None = None
     """Image for every pod; None: each pool's ``kubernetes.image`` (head: the first pool's)."""
-    storage_claim: str = "vlm-train-shared"
+    storage_claim: str = "vlm-train-storage"
     """A ReadWriteMany PersistentVolumeClaim (NFS, Lustre, Filestore, EFS ...) mounted on every pod."""
-    storage_mount: str = "/mnt/shared"
+    storage_mount: str = "/mnt/storage"
     auth_secret: str | None = None
     """Secret holding the Ray auth token; None lets KubeRay manage it."""
     head_cpus: int = 8
@@ -40,11 +40,11 @@ class KubeOptions:
 
 def _volumes(opts: KubeOptions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes = [
-        {"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": opts.storage_claim}},
+        {"name": STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": opts.storage_claim}},
         # NCCL and the object store use /dev/shm; the container default (64 MiB) is far too small.
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
     ]
-    mounts = [{"name": SHARED_VOLUME, "mountPath": opts.storage_mount}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    mounts = [{"name": STORAGE_VOLUME, "mountPath": opts.storage_mount}, {"name": "dshm", "mountPath": "/dev/shm"}]
     return volumes, mounts
 
 

@@ -48,6 +48,6 @@ def check_storage_path(path: str, env: Mapping[str, str] | None = None, cwd: Pat
     raise ConfigError(
         "run.storage_path",
         f"{path!r} is relative, and this job runs as a Ray job: it would resolve into {where}. "
-        "Set an absolute path on storage every node sees, e.g. run.storage_path=/shared/runs "
+        "Set an absolute path on storage every node sees, e.g. run.storage_path=/mnt/storage/runs "
         "(from a shell on shared storage: run.storage_path=$PWD/runs)",
     )

@@ -77,7 +77,7 @@ def _synth(a: argparse.Namespace) -> int:
     samples = generate(out, a.n, a.seed, a.image_size, a.max_shapes, a.kind)
     for s in samples:
         s.meta.update(image_root=str(out.resolve()), dataset="synthetic")
-    name = "meta.json" if a.format == "internvl_meta" else f"data_{a.format}.jsonl"
+    name = "meta.json" if a.format == "conversations_meta" else f"data_{a.format}.jsonl"
     formats.write(samples, out / name, a.format)
     print(f"wrote {len(samples)} samples to {out / name} (images under {out / 'images'})")
     return 0

@@ -15,8 +15,9 @@ docs/models.md gives the public sources of each family's convention.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlm_train.data.sample import Box
@@ -168,21 +169,15 @@ def box_problem(box: Box, width: float | None = None, height: float | None = Non
     return None
 
 
-def grounding_answer(phrase: str, box: Box, width: int, height: int, box_text: Callable[[Box, int, int], str]) -> str:
-    """``<ref>phrase</ref>`` + the family's box text (unless that text already names the phrase)."""
-    body = box_text(box, width, height)
-    return body if "<ref>" in body else f"<ref>{phrase}</ref>{body}"
-
-
 # ---- family-neutral defaults (data read or generated without a family) ----------------------
 
 
-def pixel_box_text(box: Box, width: float, height: float) -> str:
-    """``{"bbox_2d": [x1, y1, x2, y2]}`` in whole pixels: the neutral answer of data built
-    without a family (training always passes the family's own ``box_to_text``)."""
+def plain_grounding_answer(phrase: str, box: Box, width: float, height: float) -> str:
+    """``{"bbox_2d": [x1, y1, x2, y2], "label": phrase}`` in whole pixels: the neutral answer of
+    data built without a family (training always passes the family's ``grounding_answer``)."""
     _check_size(width, height)
-    vals = ", ".join(str(int(round(v))) for v in box.as_list())
-    return f'{{"bbox_2d": [{vals}]}}'
+    vals = [int(round(v)) for v in box.as_list()]
+    return json.dumps({"bbox_2d": vals, "label": phrase}, ensure_ascii=False)
 
 
 def plain_grounding_prompt(phrase: str) -> str:

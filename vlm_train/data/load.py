@@ -97,7 +97,7 @@ def _issue_for(sample: Sample, e: SampleProblem) -> DataIssue:
 def _family_text(family: Any | None) -> dict[str, Any]:
     if family is None:
         return {}
-    return {"box_text": family.box_to_text, "prompt": family.grounding_prompt}
+    return {"answer": family.grounding_answer, "prompt": family.grounding_prompt}
 
 
 def load_dataset(

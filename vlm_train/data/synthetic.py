@@ -26,7 +26,6 @@ from typing import Literal
 from PIL import Image, ImageDraw
 
 from vlm_train.data import coords
-from vlm_train.data.coords import grounding_answer
 from vlm_train.data.sample import Box, GroundingTarget, Message, Part, Sample
 from vlm_train.data.toolcalls import format_crop_brace, split_tool_calls
 
@@ -206,7 +205,7 @@ def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Ima
 
 # ---- samples -------------------------------------------------------------------------
 
-BoxText = Callable[[Box, int, int], str]
+Answer = Callable[[str, Box, int, int], str]
 Prompt = Callable[[str], str]
 
 
@@ -245,7 +244,7 @@ def generate(
     image_size: int = 64,
     max_shapes: int = 3,
     kind: Kind = "grounding",
-    box_text: BoxText = coords.pixel_box_text,
+    answer: Answer = coords.plain_grounding_answer,
     prompt: Prompt = coords.plain_grounding_prompt,
     crop_fraction: float = 0.5,
 ) -> list[Sample]:
@@ -264,7 +263,8 @@ def generate(
             tool turn, then the box text) or "grounding_mixed" (each sample "grounding" or
             "grounding_crop"; ``crop_fraction`` of them crop).
         crop_fraction: share of "grounding_crop" samples in "grounding_mixed".
-        box_text: the family's box text for (box, width, height); default the neutral pixel JSON.
+        answer: the family's grounding answer for (phrase, box, width, height); default the
+            neutral labelled pixel JSON.
         prompt: the family's grounding prompt for a phrase; default a neutral question.
 
     Returns:
@@ -294,12 +294,12 @@ def generate(
             this_kind = rng.choice(("grounding", "toolqa"))
         elif kind == "grounding_mixed":
             this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
-        samples.append(_sample(scene, rel, image_size, this_kind, box_text, prompt, seed, i))
+        samples.append(_sample(scene, rel, image_size, this_kind, answer, prompt, seed, i))
     return samples
 
 
 def _sample(
-    scene: Scene, rel: str, size: int, kind: str, box_text: BoxText, prompt: Prompt, seed: int, i: int
+    scene: Scene, rel: str, size: int, kind: str, answer_of: Answer, prompt: Prompt, seed: int, i: int
 ) -> Sample:
     t = scene.shapes[scene.target]
     assert t.box is not None
@@ -313,14 +313,14 @@ def _sample(
         "target_index": scene.target,
     }
     if kind == "grounding":
-        answer = grounding_answer(scene.phrase, t.box, size, size, box_text)
+        answer = answer_of(scene.phrase, t.box, size, size)
         messages = [
             Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),
             Message("assistant", [Part("text", text=answer)]),
         ]
         meta["answer"] = answer
     elif kind == "grounding_crop":
-        answer = grounding_answer(scene.phrase, t.box, size, size, box_text)
+        answer = answer_of(scene.phrase, t.box, size, size)
         region = crop_region(t.box, size)
         messages = [
             Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),

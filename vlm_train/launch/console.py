@@ -54,17 +54,36 @@ def quiet_driver(path: Path, use_gpu: bool) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if verbose():
         return
-    os.environ.setdefault("TQDM_DISABLE", "1")  # e.g. the tiny model's shard-writing bar
-    import ray  # noqa: F401 - importing Ray installs its stderr handler, replaced below
+    # tqdm reads TQDM_DISABLE when it is imported: this reaches the processes started from here.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    # Each of these installs its own stderr handler when imported (transformers on its first
+    # logger): import them now so the handlers below replace theirs rather than sit beside them.
+    import datasets.utils
+    import huggingface_hub.utils.logging  # noqa: F401
+    import ray  # noqa: F401
+    import torch  # noqa: F401
+    import transformers.utils.logging as hf_logging
+
+    hf_logging.get_logger()
+    # Already imported, so TQDM_DISABLE is too late for them: the tiny model's "Writing model
+    # shards", "Loading weights", datasets' map bars. The libraries' own switches still work.
+    hf_logging.disable_progress_bar()  # transformers' and huggingface_hub's
+    datasets.utils.disable_progress_bars()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(path)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.captureWarnings(True)
-    for name in ("py.warnings", "ray", "ray.train", "ray.data", "transformers", "datasets", "deepspeed", "torch"):
+    for name in ("py.warnings", "ray.train", "ray.data", "transformers", "datasets", "huggingface_hub", "deepspeed", "torch"):
         lg = logging.getLogger(name)
         lg.handlers[:] = [fh]
         lg.propagate = False
+    # ray.init(configure_logging=False) empties the "ray" logger's handlers, and a logger with
+    # none (propagating nowhere) falls back to Python's last-resort stderr handler: that is how
+    # the token-auth notice reached the console. Through the root logger it lands in the file.
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers[:] = []
+    ray_logger.propagate = True
     logging.getLogger().handlers[:] = [fh]  # any other library's records (else Python's last-resort stderr)
 
 
@@ -168,16 +187,22 @@ class ProgressPrinter:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The worker's own exception inside Ray Train's wrappers (WorkerGroupError, RayTaskError)."""
-    seen = set()
+    return unwrap(exc)[1]
+
+
+def unwrap(exc: BaseException) -> tuple[int | None, BaseException]:
+    """(rank of the failed worker, or None when no worker is named; its own exception)."""
+    rank, seen = None, set()
     while id(exc) not in seen:
         seen.add(id(exc))
         failures = getattr(exc, "worker_failures", None)
         if failures:
-            exc = failures[min(failures)]
+            rank = min(failures)
+            exc = failures[rank]
             continue
         inner = getattr(exc, "cause", None) or getattr(exc, "controller_failure", None) or exc.__cause__
         if isinstance(inner, BaseException):
             exc = inner
             continue
         break
-    return exc
+    return rank, exc

@@ -20,29 +20,36 @@ from typing import Any
 from vlm_train.config import JobConfig
 from vlm_train.data.prepare import prepare_data
 from vlm_train.launch.base_model import materialise_model
-from vlm_train.launch.console import fmt_duration, quiet_driver, root_cause
+from vlm_train.launch.console import fmt_duration, quiet_driver, unwrap
 from vlm_train.launch.evaluate import evaluate_remote
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import connect_ray
 from vlm_train.launch.report import heldout_curve, reward_summary, stage_status
 from vlm_train.launch.trainer import run_stage
 from vlm_train.models import get_family
+from vlm_train.run_dir import RunDir
 from vlm_train.runstate import read_json, run_lock, write_json_atomic
 
 log = logging.getLogger("vlm_train")
 
 
 class StageFailed(RuntimeError):
-    """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its logs."""
+    """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its log."""
 
-    def __init__(self, stage: str, cause: BaseException, logs: Path | None = None, max_failures: int | None = None):
-        cause = root_cause(cause)
-        where = f"\nfull logs: {logs}" if logs is not None else ""
+    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir, log_path: Path | None = None,
+                 max_failures: int | None = None):
+        rank, cause = unwrap(cause)
+        if log_path is not None:  # a driver-side task (evaluation): its output goes to one log
+            where = f"full log: {log_path}"
+        elif rank is None:
+            where = f"full logs: {run_dir.logs / stage} (workers), {run_dir.driver_log} (driver)"
+        else:  # the failed worker's own log holds its traceback
+            where = f"full log: {run_dir.worker_log(stage, rank)}"
+        on = "" if rank is None else f" on rank {rank}"
         # Ray Train restarts the worker group on any worker failure until max_failures is used up.
-        tries = "" if max_failures is None or max_failures < 0 else (
-            f" after {max_failures} restart{'s' if max_failures != 1 else ''} (run.max_failures={max_failures})"
-            if max_failures > 0 else " (run.max_failures=0: no restarts)")
-        super().__init__(f"{stage} failed{tries}: {type(cause).__name__}: {cause}{where}")
+        tries = "" if not max_failures or max_failures < 0 else (
+            f" after {max_failures} restart{'s' if max_failures != 1 else ''} (run.max_failures={max_failures})")
+        super().__init__(f"{stage} failed{on}{tries}: {type(cause).__name__}: {cause}\n{where}")
         self.stage = stage
 
 
@@ -56,6 +63,14 @@ class PipelineResult:
 def stage_done(cfg: JobConfig, stage: str) -> bool:
     status = stage_status(cfg.run_dir, stage)
     return bool(status and status.get("complete")) and cfg.run_dir.final_model(stage) is not None
+
+
+def evaluate_model(cfg: JobConfig, data: Any, model_dir: Path, tag: str, step: int) -> dict[str, Any]:
+    """One model's held-out evaluation (a Ray task); a failure names its own exception and log."""
+    try:
+        return evaluate_remote(cfg, data, model_dir, tag, step)
+    except Exception as e:  # Ray's RayTaskError wraps the task's exception
+        raise StageFailed(f"evaluation of {tag}", e, cfg.run_dir, log_path=cfg.run_dir.driver_log) from e
 
 
 def run_pipeline(cfg: JobConfig) -> PipelineResult:
@@ -78,7 +93,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
 
     model_dir = Path(cfg.model.path)
     if cfg.evaluate and "base" not in report:
-        report["base"] = {"eval": evaluate_remote(cfg, data, model_dir, "base", 0), "wall_seconds": 0.0}
+        report["base"] = {"eval": evaluate_model(cfg, data, model_dir, "base", 0), "wall_seconds": 0.0}
         save()
     for i, stage in enumerate(cfg.training_stages):
         if stage_done(cfg, stage):
@@ -89,12 +104,12 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
             try:
                 run_stage(stage_cfg, stage, extra={"data": data.to_json()})
             except Exception as e:  # Ray wraps worker errors; StageFailed names the worker's own
-                raise StageFailed(stage, e, cfg.run_dir.logs / stage, cfg.run.max_failures) from e
+                raise StageFailed(stage, e, cfg.run_dir, max_failures=cfg.run.max_failures) from e
             status = stage_status(cfg.run_dir, stage)
             if status is not None and not status["complete"]:
                 return PipelineResult(report, stopped=stage)
             if not stage_done(cfg, stage):
-                raise StageFailed(stage, RuntimeError("ended without a final model"), cfg.run_dir.logs / stage)
+                raise StageFailed(stage, RuntimeError("ended without a final model"), cfg.run_dir)
             wall = time.perf_counter() - t0
             report.setdefault(stage, {})["wall_seconds"] = wall
             save()
@@ -103,7 +118,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
         model_dir = cfg.run_dir.final_model(stage)
         entry = report.setdefault(stage, {})
         if cfg.evaluate and "eval" not in entry:
-            entry["eval"] = evaluate_remote(cfg, data, model_dir, stage, i + 1)
+            entry["eval"] = evaluate_model(cfg, data, model_dir, stage, i + 1)
         entry.update(reward_summary(cfg.run_dir, stage))
         entry.update(heldout_curve(cfg.run_dir, stage))
         entry["model"] = str(model_dir)

@@ -18,11 +18,21 @@ def placement(cfg: JobConfig) -> Placement:
 
 
 def stage_batches(cfg: JobConfig, stage: str, world_size: int) -> dict[str, Any]:
-    """Batch sizes of one training stage (TRL's meaning: GRPO batches count completions)."""
+    """Batch sizes of one training stage (TRL's meaning: GRPO batches count completions; with
+    ``sft.packing`` an SFT batch counts packed rows, ``batch_unit`` says which)."""
     kw = {**STAGE_DEFAULTS[stage], **getattr(cfg, stage)}
     micro = int(kw["per_device_train_batch_size"])
     accum = int(kw.get("gradient_accumulation_steps", 1))
-    out = {"per_device_batch_size": micro, "gradient_accumulation_steps": accum, "global_batch_size": micro * accum * world_size}
+    out = {"per_device_batch_size": micro, "gradient_accumulation_steps": accum, "global_batch_size": micro * accum * world_size,
+           "batch_unit": "samples"}
+    if stage == "sft":
+        from vlm_train.train.sft_options import split_sft
+
+        opts, _ = split_sft(getattr(cfg, stage))
+        if opts.packing:  # a batch is rows of whole samples; how many samples a row holds varies
+            rows = out["global_batch_size"]
+            out.update(batch_unit="packed rows", row_tokens=int(kw["max_length"]),
+                       max_tokens_per_step=rows * int(kw["max_length"]))
     if stage == "grpo":
         n = int(kw["num_generations"])
         steps = kw.get("steps_per_generation") or accum
@@ -30,7 +40,7 @@ def stage_batches(cfg: JobConfig, stage: str, world_size: int) -> dict[str, Any]
         if generation % n:
             raise ConfigError("grpo.num_generations", f"{n} does not divide the generation batch of {generation} completions "
                                                       f"(per_device_train_batch_size {micro} x {world_size} workers x {steps} steps)")
-        out.update(num_generations=n, generation_batch_size=generation, prompts_per_generation=generation // n)
+        out.update(batch_unit="completions", num_generations=n, generation_batch_size=generation, prompts_per_generation=generation // n)
         check_generation_cycle(cfg, kw, steps, accum)
     return out
 

@@ -56,8 +56,8 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
         ),
     )
     steps = getattr(cfg, stage).get("max_steps", "?")
-    batch = stage_batches(cfg, stage, p.num_workers)["global_batch_size"]
-    log.info("%s: %d workers on pool %s, %s steps of %d samples, logs in %s",
-             stage, p.num_workers, p.pool.name, steps, batch, cfg.run_dir.logs / stage)
+    b = stage_batches(cfg, stage, p.num_workers)
+    log.info("%s: %d workers on pool %s, %s steps of %d %s, logs in %s",
+             stage, p.num_workers, p.pool.name, steps, b["global_batch_size"], b["batch_unit"], cfg.run_dir.logs / stage)
     with ProgressPrinter(stage, cfg.run_dir.progress(stage)):
         return trainer.fit()

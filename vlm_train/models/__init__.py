@@ -14,6 +14,9 @@ FAMILIES: dict[str, str] = {
     "qwen3_vl": "vlm_train.models.qwen3_vl",
 }
 
+# ``model.family`` when a config names none (the registry owns it, like every family name).
+DEFAULT_FAMILY = "internvl"
+
 
 # Families whose model classes transformers does not ship register them with its Auto classes
 # in every process that imports vlm_train (an import hook: no torch/transformers import here),

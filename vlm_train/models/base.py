@@ -31,6 +31,9 @@ from vlm_train.models.chat import ChatFormat
 if TYPE_CHECKING:
     from vlm_train.config import JobConfig, ModelConfig
 
+IGNORE = -100
+"""The label of a token that is not learned (the loss ignores it), for every family."""
+
 
 @dataclass(frozen=True)
 class InputsConfig:
@@ -131,6 +134,11 @@ class TextToBoxesFn(Protocol):
         """Every box the family's syntax finds in ``text``, in original-image pixels."""
 
 
+class AnswerFn(Protocol):
+    def __call__(self, phrase: str, box: Box, width: int, height: int) -> str:
+        """The family's whole answer to its grounding prompt for ``phrase`` (official form)."""
+
+
 class PromptFn(Protocol):
     def __call__(self, phrase: str) -> str:
         """The family's grounding question for a referring expression."""
@@ -191,7 +199,11 @@ class Family:
         load: (model_cfg, dtype) -> (model, processor).
         make_inputs: (processor, InputsConfig) -> the batch collator.
         tiny: writes a random tiny checkpoint offline.
-        box_to_text / text_to_boxes: the family's grounding answer syntax, both directions.
+        box_to_text / text_to_boxes: the family's box syntax, both directions (text_to_boxes
+            also reads every box of a ``grounding_answer``).
+        grounding_answer: the family's whole answer to its grounding prompt, in the official
+            form (e.g. the phrase tagged before the box, or a labelled JSON list); what SFT
+            data built from boxes (RefCOCO, synthetic) teaches.
         find_boxes: the same syntax as raw values, for the rewards (which check order,
             range and form, and convert with ``coords``).
         grounding_prompt: the family's grounding question for a phrase.
@@ -221,6 +233,7 @@ class Family:
     box_to_text: BoxToTextFn
     text_to_boxes: TextToBoxesFn
     grounding_prompt: PromptFn
+    grounding_answer: AnswerFn
     suppress_token_ids: TokenIdsFn
     find_boxes: FindBoxesFn
     module_groups: dict[str, list[str]]

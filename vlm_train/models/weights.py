@@ -9,6 +9,7 @@ generic "no file named ..." error.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -29,4 +30,18 @@ def require_safetensors(path: str | Path) -> None:
     raise UnsafeCheckpoint(
         f"{p}: {found}; weights load from safetensors only (a pickle can run code when loaded). "
         "Convert it once, where you trust the file: load it and save_pretrained(..., safe_serialization=True)"
+    )
+
+
+def load_weights(model_cls: Any, model_cfg: Any, dtype: Any = None, **kw: Any) -> Any:
+    """``model_cls.from_pretrained(model_cfg.path)`` the one way every family loads weights:
+    safetensors only, never remote code, the configured attention, and ``dtype`` (None:
+    ``model_cfg.dtype`` resolved for this machine). ``kw`` go to ``from_pretrained``."""
+    from vlm_train.models.common import resolve_attn, resolve_dtype
+
+    require_safetensors(model_cfg.path)
+    return model_cls.from_pretrained(
+        model_cfg.path, dtype=resolve_dtype(model_cfg.dtype) if dtype is None else dtype,
+        attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False,
+        use_safetensors=True, **kw,
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from vlm_train.models.base import IGNORE
+
 
 def tb_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series in the event files under ``logdir``: tag -> [(step, value), ...]."""
@@ -48,7 +50,7 @@ def mean_loss(model: Any, batches: list[dict[str, Any]]) -> float:
     total, n = 0.0, 0
     for b in batches:
         out = model(**b)
-        k = int((b["labels"][:, 1:] != -100).sum())
+        k = int((b["labels"][:, 1:] != IGNORE).sum())
         total += float(out.loss) * k
         n += k
     return total / max(n, 1)

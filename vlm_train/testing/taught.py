@@ -35,7 +35,7 @@ def scene(path: Path) -> Path:
 
 def lesson(family: object, image_name: str) -> Sample:
     """The conversation the model learns: a crop call, the crop, the boxed answer."""
-    answer = f"<ref>{PHRASE}</ref>" + family.box_to_text(TARGET, *SIZE)
+    answer = family.grounding_answer(PHRASE, TARGET, *SIZE)
     return Sample("lesson", [
         Message("user", [image(image_name), text(QUESTION)]),
         Message("assistant", [Part("tool_call", tool="crop", box=CALL_BOX, media=image_name)]),

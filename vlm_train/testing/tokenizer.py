@@ -1,6 +1,6 @@
 """Offline tiny tokenizers: a byte-level BPE trained on a small corpus, Qwen-style.
 
-There is no model hub on the test machines, so both families' tiny checkpoints carry a
+There is no model hub on the test machines, so every family's tiny checkpoint carries a
 tokenizer built here: Qwen2's pre-tokenizer regex (digits split one per token, which the
 CPU-learning experiment showed matters most for box coordinates), byte-level BPE, and the
 family's special tokens appended after the learned vocabulary in the family's own order.
@@ -14,7 +14,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 # Qwen2's pre-tokenization pattern (public fact of the Qwen2 tokenizer): contractions,
 # letters, single digits, punctuation runs, newlines, spaces.
-QWEN_PATTERN = (
+SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
@@ -50,7 +50,7 @@ def train_bpe(
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )

@@ -55,8 +55,6 @@ OWNED: dict[str, Owned] = {
     "local_rank": Owned("Ray Train (LOCAL_RANK of each worker)"),
     "report_to": Owned("the launcher (TensorBoard under tensorboard/<stage>)", lambda c: ["tensorboard"]),
     "seed": Owned("run.seed", lambda c: c.cfg.run.seed),
-    # Counted for the tokens_per_second metric.
-    "include_num_input_tokens_seen": Owned("the launcher (tokens_per_second)", lambda c: "non_padding"),
     # Resuming needs optimizer and scheduler state in every checkpoint.
     "save_only_model": Owned("the launcher (resume needs optimizer state)", lambda c: False),
     # Local copies only: Ray storage keeps run.checkpoints_to_keep.
@@ -67,8 +65,14 @@ OWNED: dict[str, Owned] = {
 
 # Per stage, on top of OWNED.
 STAGE_OWNED: dict[str, dict[str, Owned]] = {
-    "sft": {},
-    "grpo": {"reward_weights": Owned("rewards.weights", _reward_weights)},
+    # Counted for the tokens_per_second metric (our SFT trainer counts the collator's real tokens).
+    "sft": {"include_num_input_tokens_seen": Owned("the launcher (tokens_per_second)", lambda c: "non_padding")},
+    "grpo": {
+        "reward_weights": Owned("rewards.weights", _reward_weights),
+        # TRL's GRPO counts prompt and completion tokens itself. Asked to count too, the Trainer
+        # looks for the model's main input (pixel_values) among the prompts and warns every step.
+        "include_num_input_tokens_seen": Owned("the launcher (tokens_per_second: TRL's own count)", lambda c: "no"),
+    },
 }
 
 # Our defaults where TRL's own don't suit VLM fine-tuning on these jobs; sft:/grpo: override them.

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from vlm_train.models.base import IGNORE
+
 log = logging.getLogger("vlm_train")
 
 SAMPLE_IDS = "sample_ids"  # batch key the collator wrapper adds and the loss wrapper removes
@@ -87,7 +89,7 @@ class NonFiniteGuard:
             labels = inputs.get("labels") if isinstance(inputs, dict) else None
             # Every learned token truncated away (max_length): the loss is 0/0. The forward still
             # runs (ZeRO-3 gathers parameters in it, on every rank together); the batch is dropped.
-            empty = isinstance(labels, torch.Tensor) and not bool((labels != -100).any())
+            empty = isinstance(labels, torch.Tensor) and not bool((labels != IGNORE).any())
             out = compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             if not model.training:
                 return out

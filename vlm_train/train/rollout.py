@@ -12,6 +12,13 @@ crops, in placeholder order), and the generated text alone (for rewards).
 
 Nothing here branches on family names: placeholders, tool-turn rendering and pixel tensors
 all come from the family's InputBuilder.
+
+Under ZeRO-3 on several ranks ``generate`` is a collective: transformers runs it with
+``synced_gpus``, all-reducing after every step whether each rank has finished (and, with the
+parameters left sharded, gathering them layer by layer). The rounds of a rollout differ by rank
+(one rank's rows call the crop tool, another's do not), so a rank whose rows are done keeps
+joining the others' rounds with a throwaway call until no rank has rows left; otherwise the
+busier rank waits forever in its extra round.
 """
 
 from __future__ import annotations
@@ -131,12 +138,18 @@ class CropToolRollout:
 
         All unfinished rows (every prompt x generation of the step) go into each call
         together; a call ends where rows stop at a crop call, so the number of calls is one
-        per tool-turn round (plus any thinking-budget split), not one per row.
+        per tool-turn round (plus any thinking-budget split), not one per row. In lock-step
+        (see the module docstring) every rank makes as many calls as the busiest one.
         """
         active = [r for r in rows if not r.done]
         n_calls = 0
-        while active:
+        device = next(model.parameters()).device
+        lockstep = in_lockstep()
+        while any_rank(bool(active), device) if lockstep else active:
             n_calls += 1
+            if not active:  # this rank is done, another still generates: join its round
+                self._idle_call(model, rows[0], device)
+                continue
             budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
             thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
             if thinking:  # stop this call where the first thinking row reaches its budget
@@ -148,7 +161,6 @@ class CropToolRollout:
                 ids[i, width - len(r.ids):] = torch.tensor(r.ids)
                 mask[i, width - len(r.ids):] = 1
             mm = merge_mm([m for r in active for m in r.mm])
-            device = next(model.parameters()).device
             stop = [self.im_end] + ([self.call_end] if self.call_end is not None else [])
             out = model.generate(
                 input_ids=ids.to(device),
@@ -158,6 +170,7 @@ class CropToolRollout:
                 eos_token_id=stop,
                 pad_token_id=self.pad,
                 suppress_tokens=self.suppress or None,
+                synced_gpus=lockstep,
                 **gen,
             )
             new = out[:, width:].tolist()
@@ -201,11 +214,37 @@ class CropToolRollout:
                     r.done = True
         return n_calls
 
+    def _idle_call(self, model: Any, row: Row, device: Any) -> None:
+        """One throwaway greedy token from ``row``'s prompt, so this rank takes part in a
+        lock-step round it has nothing for (``synced_gpus`` keeps it stepping with the others)."""
+        ids = torch.tensor([row.prompt_ids], dtype=torch.long, device=device)
+        mm = row.mm[0] if row.mm else {}
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **{k: v.to(device) for k, v in mm.items()},
+                       max_new_tokens=1, eos_token_id=[self.im_end], pad_token_id=self.pad, do_sample=False,
+                       synced_gpus=True)
+
     def _called_box(self, row: Row, text: str) -> Box | None:
         w, h = row.original.size
         parsed = parse_completion(text, (w, h), coords=self.coords)
         calls = [c for c in parsed.tool_calls if c.box is not None and c.well_formed]
         return calls[-1].box.box if calls else None
+
+
+def in_lockstep() -> bool:
+    """Whether ``generate`` is a collective here: ZeRO-3 with more than one rank."""
+    import torch.distributed as dist
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def any_rank(mine: bool, device: Any) -> bool:
+    """Whether any rank has rows left (every rank calls this once per round)."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([int(mine)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _until_stop(toks: list[int], stop: list[int], pad: int) -> list[int]:

@@ -26,6 +26,7 @@ import torch
 from trl import SFTTrainer
 
 from vlm_train.data.packing import PackedBatchSampler, RowKeyed
+from vlm_train.models.base import IGNORE
 from vlm_train.train.sft_options import SFTOptions
 from vlm_train.train.value_loss import ValueSmoothedLoss
 
@@ -130,7 +131,7 @@ class VLMSFTTrainer(SFTTrainer):
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         with torch.no_grad():
             shifted = labels[:, 1:]
-            keep = shifted != -100
+            keep = shifted != IGNORE
             correct = (outputs.logits[:, :-1].argmax(-1) == shifted) & keep
             n = self.accelerator.gather_for_metrics(keep.sum()).sum()
             c = self.accelerator.gather_for_metrics(correct.sum()).sum()

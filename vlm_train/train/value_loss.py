@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-IGNORE = -100
+from vlm_train.models.base import IGNORE
 
 
 class ValueSmoothedLoss:

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -40,6 +41,23 @@ def redirect_worker_output(path: Path) -> None:
         lg.handlers[:] = []
         lg.propagate = True
     logging.captureWarnings(True)
+    ignore_dependency_deprecations()
+
+
+# FutureWarnings raised inside our dependencies about their use of one another, from call sites
+# we do not own and with nothing to change in what we pass; matched by message and category only.
+DEPENDENCY_DEPRECATIONS = (
+    # DeepSpeed's ZeRO collectives, deprecated by torch 2.14.
+    r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated",
+    # TRL reads model.is_gradient_checkpointing around every generation (GRPO rollouts, held-out
+    # evaluation); transformers 5 renamed it is_activation_checkpointing.
+    r"`is_gradient_checkpointing` is deprecated and will be removed in v6",
+)
+
+
+def ignore_dependency_deprecations() -> None:
+    for message in DEPENDENCY_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 
 
 class ProgressCallback(TrainerCallback):

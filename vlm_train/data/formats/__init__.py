@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.data.errors import BAD_FIELD, DataError, DataIssue
-from vlm_train.data.formats import canonical, conversations, internvl_meta, refcoco, toolqa, trl
+from vlm_train.data.formats import canonical, conversations, conversations_meta, refcoco, toolqa, trl
 from vlm_train.data.formats.base import ReadOptions
 from vlm_train.data.formats.jsonio import read_records
 from vlm_train.data.sample import Sample
@@ -21,9 +21,11 @@ Reader = Callable[..., Iterator[Sample | DataIssue]]
 Writer = Callable[[list[Sample], str | Path], None]
 
 FORMATS: dict[str, tuple[Reader, Writer]] = {
-    "ovis": (conversations.read, conversations.write),
-    "internvl": (conversations.read, conversations.write),
-    "internvl_meta": (internvl_meta.read, internvl_meta.write),
+    # Named after the file layouts, not the models that publish data in them: any family trains
+    # on any format (the LLaVA-style "conversations" records of the InternVL and Ovis repos, and
+    # the meta file naming several such annotation files).
+    "conversations": (conversations.read, conversations.write),
+    "conversations_meta": (conversations_meta.read, conversations_meta.write),
     "toolqa": (toolqa.read, toolqa.write),
     "refcoco": (refcoco.read, refcoco.write),
     "trl": (trl.read, trl.write),
@@ -33,8 +35,8 @@ FORMATS: dict[str, tuple[Reader, Writer]] = {
 
 def classify(obj: Any) -> str | None:
     """The format a first record looks like (None when it matches none)."""
-    if internvl_meta.is_meta(obj):
-        return "internvl_meta"
+    if conversations_meta.is_meta(obj):
+        return "conversations_meta"
     if not isinstance(obj, dict):
         return None
     if "QnA" in obj and "image_path" in obj:
@@ -42,7 +44,7 @@ def classify(obj: Any) -> str | None:
     if "sent" in obj and "bbox" in obj:
         return "refcoco"
     if "conversations" in obj:
-        return "ovis"
+        return "conversations"
     if "messages" in obj:
         msgs = obj["messages"] if isinstance(obj["messages"], list) else []
         parts = [p for m in msgs if isinstance(m, dict) and isinstance(m.get("content"), list) for p in m["content"]]

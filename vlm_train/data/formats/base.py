@@ -21,8 +21,8 @@ class ReadOptions:
 
     Attributes:
         image_root: folder relative media paths resolve against (default: the file's folder).
-        box_text: family box text for (box, width, height); used where a format stores a
-            box rather than a text answer (RefCOCO).
+        answer: the family's grounding answer for (phrase, box, width, height); used where a
+            format stores a box rather than a text answer (RefCOCO).
         prompt: family grounding prompt for a phrase (RefCOCO).
         json_coords: coordinate system of JSON crop calls in assistant text.
         roots: the configured roots (``data.image_roots``); a root a format names itself
@@ -31,7 +31,7 @@ class ReadOptions:
     """
 
     image_root: str | None = None
-    box_text: Callable[[Box, int, int], str] = coords.pixel_box_text
+    answer: Callable[[str, Box, int, int], str] = coords.plain_grounding_answer
     prompt: Callable[[str], str] = coords.plain_grounding_prompt
     json_coords: CoordSystem = "pixels"
     roots: tuple[str, ...] = ()

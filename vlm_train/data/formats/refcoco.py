@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from vlm_train.data import coords
-from vlm_train.data.coords import grounding_answer
 from vlm_train.data.errors import BAD_BOX, BAD_FIELD, DataIssue, SampleProblem
 from vlm_train.data.formats.base import ReadOptions, record_id, require_dict, samples_from_records, stamp, with_id
 from vlm_train.data.formats.jsonio import read_records, write_jsonl
@@ -40,7 +39,7 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
         raise SampleProblem(BAD_BOX, problem)
     messages = [
         Message("user", [Part("image", media=image), Part("text", text=opts.prompt(sent))]),
-        Message("assistant", [Part("text", text=grounding_answer(sent, box, w, h, opts.box_text))]),
+        Message("assistant", [Part("text", text=opts.answer(sent, box, w, h))]),
     ]
     extra = {k: v for k, v in obj.items() if k not in _KNOWN}
     sid, id_meta = record_id(obj, source, line)

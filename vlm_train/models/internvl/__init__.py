@@ -10,6 +10,7 @@ from vlm_train.models.internvl.grounding import (
     COORDS,
     box_to_text,
     find_boxes,
+    grounding_answer,
     grounding_prompt,
     text_to_boxes,
     value_tokens,
@@ -18,27 +19,24 @@ from vlm_train.models.internvl.inputs import InternVLInputs
 from vlm_train.models.internvl.template import TOKENIZER_EXTRAS
 from vlm_train.models.internvl.tiny import tiny
 
+# Qwen-style ChatML with the Qwen3 tool tags; no empty think block in prompts.
+CHAT = ChatFormat()
+
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     """Load model and processor from ``model_cfg.path`` (never with trust_remote_code)."""
     from transformers import AutoProcessor, AutoTokenizer, InternVLForConditionalGeneration
 
-    from vlm_train.models.common import resolve_attn
-    from vlm_train.models.weights import require_safetensors
+    from vlm_train.models.weights import load_weights
 
     path = model_cfg.path
-    require_safetensors(path)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except AttributeError:
         # Some InternVL3.5 -HF tokenizers lack the image-token attributes the processor reads.
         tok = AutoTokenizer.from_pretrained(path, extra_special_tokens=dict(TOKENIZER_EXTRAS))
         processor = AutoProcessor.from_pretrained(path, tokenizer=tok, trust_remote_code=False)
-    model = InternVLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), trust_remote_code=False,
-        use_safetensors=True,
-    )
-    return model, processor
+    return load_weights(InternVLForConditionalGeneration, model_cfg, dtype), processor
 
 
 def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
@@ -46,6 +44,7 @@ def make_inputs(processor: Any, cfg: InputsConfig) -> InternVLInputs:
     is not read); a video part becomes ``num_frames`` single-tile frames (InternVL's video chat)."""
     return InternVLInputs(
         processor,
+        CHAT,
         image_roots=cfg.image_roots,
         max_length=cfg.max_length,
         max_image_pixels=cfg.max_image_pixels,
@@ -64,14 +63,14 @@ FAMILY = Family(
     name="internvl",
     model_type="internvl",
     coords=COORDS,
-    # Qwen-style ChatML with the Qwen3 tool tags; no empty think block in prompts.
-    chat=ChatFormat(),
+    chat=CHAT,
     load=load,
     make_inputs=make_inputs,
     tiny=tiny,
     box_to_text=box_to_text,
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
+    grounding_answer=grounding_answer,
     suppress_token_ids=suppress_token_ids,
     find_boxes=find_boxes,
     module_groups={

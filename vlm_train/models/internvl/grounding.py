@@ -23,6 +23,7 @@ def box_to_text(box: Box, width: int, height: int) -> str:
 
 
 def grounding_answer(phrase: str, box: Box, width: int, height: int) -> str:
+    """The phrase in ``<ref>`` tags, then its box (the RefCOCO fine-tuning answers)."""
     return f"<ref>{phrase}</ref>{box_to_text(box, width, height)}"
 
 

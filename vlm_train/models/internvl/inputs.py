@@ -14,7 +14,6 @@ appear, so batches may mix any number of images (and text-only samples) per row.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +23,17 @@ from PIL import Image
 
 from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Part, Sample, prompt_messages
+from vlm_train.models.chat import ChatFormat
+from vlm_train.models.common.batching import (
+    as_sample,
+    expand_placeholders,
+    pad_rows,
+    span_labels,
+    tool_call_args,
+    vision_safe_cut,
+)
 from vlm_train.models.internvl.grounding import COORDS
 from vlm_train.models.internvl.template import IMAGE_TOKEN
-
-IGNORE = -100
 
 
 @dataclass
@@ -39,22 +45,13 @@ class Rendered:
     """Indices into ``images`` that are video frames (one tile each, no dynamic tiling)."""
 
 
-def tool_call_text(part: Part, size: tuple[int, int] | None) -> str:
-    """``<tool_call>{json}</tool_call>`` with the box in InternVL's 0-1000 convention."""
-    args: dict[str, Any] = {}
-    if part.box is not None and size is not None:
-        args["bbox_2d"] = COORDS.to_values(part.box, *size)
-    if part.label:
-        args["label"] = part.label
-    return "<tool_call>" + json.dumps({"name": part.tool or "crop", "arguments": args}) + "</tool_call>"
-
-
 class InternVLInputs:
     """The family's InputBuilder (see vlm_train.models.base.InputBuilder)."""
 
     def __init__(
         self,
         processor: Any,
+        chat: ChatFormat,
         image_roots: Sequence[str] = (),
         max_length: int | None = None,
         max_image_pixels: int = 64_000_000,
@@ -62,7 +59,7 @@ class InternVLInputs:
         max_tiles: int | None = None,
         num_frames: int = 8,
     ):
-        self.processor = processor
+        self.processor, self.chat = processor, chat
         self.num_frames = num_frames
         self.tok = processor.tokenizer
         self.image_roots = list(image_roots)
@@ -87,7 +84,7 @@ class InternVLInputs:
                 dataclasses.replace(sample, messages=msgs), self.image_roots, self.max_image_pixels,
                 min_crop_size=self.min_crop_size,
             )
-        it = iter(images)
+        it, chat = iter(images), self.chat
         text, spans, out_images = [], [], []
         frames: set[int] = set()
         pos = 0
@@ -113,16 +110,17 @@ class InternVLInputs:
 
         for m in msgs:
             if m.role == "tool":
-                emit("<|im_start|>user\n<tool_response>\n")
+                emit(chat.tool_response_open_text())
                 for p in m.content:
                     if p.type == "tool_response" and (p.media or p.source):
                         out_images.append(next_image(p))
                         emit(IMAGE_TOKEN + "\n")
                     elif p.text:
                         emit(p.text + "\n")
-                emit("</tool_response><|im_end|>\n")
+                # Each item ends its own line, so the close has no leading newline.
+                emit(f"{chat.tool_response_close}{chat.turn_end}\n")
                 continue
-            emit(f"<|im_start|>{m.role}\n")
+            emit(chat.header(m.role))
             learn = m.role == "assistant"
             for p in m.content:
                 if p.type == "image":
@@ -141,11 +139,11 @@ class InternVLInputs:
                     emit(p.text or "", learn)
                 elif p.type == "tool_call":
                     size = originals[p.media].size if p.media in originals else last_size
-                    emit(tool_call_text(p, size), learn)
-            emit("<|im_end|>", learn)
+                    emit(chat.tool_call(p.tool or "crop", tool_call_args(p, size, COORDS)), learn)
+            emit(chat.turn_end, learn)
             emit("\n")
         if for_generation:
-            emit("<|im_start|>assistant\n")
+            emit(chat.assistant_header())
         return Rendered("".join(text), spans, out_images, frames)
 
     # ---- tokenisation ------------------------------------------------------------------
@@ -175,45 +173,25 @@ class InternVLInputs:
         r = self.render(sample, images, for_generation)
         pixels, tiles = self._pixels(r.images, r.frames)
         # Expand every placeholder as the HF processor does; keep learn spans aligned.
-        pieces, shift, k, spans = [], 0, 0, []
-        expanded_at: list[tuple[int, int]] = []  # (orig_pos, delta)
-        start = 0
-        for idx in _find_all(r.text, IMAGE_TOKEN):
-            pieces.append(r.text[start:idx])
-            rep = self.processor.start_image_token + IMAGE_TOKEN * (self.seq_len * tiles[k]) + self.processor.end_image_token
-            pieces.append(rep)
-            expanded_at.append((idx, len(rep) - len(IMAGE_TOKEN)))
-            start = idx + len(IMAGE_TOKEN)
-            k += 1
-        pieces.append(r.text[start:])
-        text = "".join(pieces)
-        for a, b in r.learn_spans:
-            shift = sum(d for p, d in expanded_at if p < a)
-            spans.append((a + shift, b + shift))
+        proc = self.processor
+        text, spans = expand_placeholders(
+            r.text, IMAGE_TOKEN,
+            lambda k: proc.start_image_token + IMAGE_TOKEN * (self.seq_len * tiles[k]) + proc.end_image_token,
+            r.learn_spans,
+        )
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=not for_generation)
         ids = enc["input_ids"]
         out: dict[str, Any] = {"input_ids": ids, "pixel_values": pixels, "tiles": tiles}
         if not for_generation:
-            labels = [IGNORE] * len(ids)
-            j = 0
-            for t, (s, e) in enumerate(enc["offset_mapping"]):
-                while j < len(spans) and spans[j][1] <= s:
-                    j += 1
-                if j < len(spans) and s >= spans[j][0] and e <= spans[j][1] and e > s:
-                    labels[t] = ids[t]
-            out["labels"] = labels
+            out["labels"] = span_labels(ids, enc["offset_mapping"], spans)
             if self.max_length is not None and len(ids) > self.max_length:
                 out = self._truncate(out)
         return out
 
     def _truncate(self, enc: dict[str, Any]) -> dict[str, Any]:
         """Cut at max_length, moving the cut before any image span it would split."""
-        ids, cut = enc["input_ids"], self.max_length
-        opened = [i for i in range(cut) if ids[i] == self.start_id]
-        closed = [i for i in range(cut) if ids[i] == self.end_id]
-        if len(opened) > len(closed):
-            cut = opened[-1]
-        kept_images = len(closed) if len(opened) > len(closed) else len(opened)
+        ids = enc["input_ids"]
+        cut, kept_images = vision_safe_cut(ids, self.max_length, self.start_id, self.end_id)
         tiles = enc["tiles"][:kept_images]
         n_tiles = sum(tiles)
         pixels = enc["pixel_values"][:n_tiles] if enc["pixel_values"] is not None and n_tiles else None
@@ -221,43 +199,11 @@ class InternVLInputs:
 
     # ---- batching ----------------------------------------------------------------------
     def __call__(self, samples: Sequence[Sample | dict | str], *, images=None, for_generation: bool = False) -> dict[str, Any]:
-        samples = [_as_sample(s) for s in samples]
+        samples = [as_sample(s) for s in samples]
         encs = [self.encode(s, None if images is None else images[i], for_generation) for i, s in enumerate(samples)]
-        width = max(len(e["input_ids"]) for e in encs)
-        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encs), width), dtype=torch.long)
-        labels = torch.full((len(encs), width), IGNORE, dtype=torch.long)
-        for i, e in enumerate(encs):
-            n = len(e["input_ids"])
-            # Right padding for training; left padding for generation (new tokens append on the right).
-            sl = slice(width - n, width) if for_generation else slice(0, n)
-            ids[i, sl] = torch.tensor(e["input_ids"])
-            mask[i, sl] = 1
-            if not for_generation:
-                labels[i, sl] = torch.tensor(e["labels"])
-        batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if not for_generation:
-            batch["labels"] = labels
+        batch = pad_rows([(e["input_ids"], e.get("labels")) for e in encs], self.pad_id, for_generation)
         pix = [e["pixel_values"] for e in encs if e["pixel_values"] is not None]
         if pix:
             batch["pixel_values"] = torch.cat(pix)
         return batch
-
-
-def _find_all(text: str, needle: str) -> list[int]:
-    out, i = [], text.find(needle)
-    while i >= 0:
-        out.append(i)
-        i = text.find(needle, i + len(needle))
-    return out
-
-
-def _as_sample(s: Sample | dict | str) -> Sample:
-    if isinstance(s, Sample):
-        return s
-    if isinstance(s, str):
-        return Sample.from_json(s)
-    if "sample" in s:  # a dataset row
-        return _as_sample(s["sample"])
-    return Sample.from_dict(s)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from vlm_train.models.common.tiny import chatml_tokenizer, save_tiny, text_config
 from vlm_train.models.common.value_tokens import init_value_rows
 from vlm_train.models.internvl.grounding import value_tokens
 from vlm_train.models.internvl.template import CHAT_TEMPLATE, SPECIAL_TOKENS, TOKENIZER_EXTRAS
@@ -58,22 +59,13 @@ def init_positions(model) -> None:
 
 def build_processor(out_dir: Path | None, image_size: int, max_tiles: int = 4, corpus: list[str] | None = None,
                     coordinate_tokens: bool = True):
-    from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor, TokenizersBackend
-
-    from vlm_train.testing.tokenizer import train_bpe
+    from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
 
     # One token per 0-1000 coordinate value (InternVL's box convention) unless asked otherwise.
     # The crop call's JSON keys are whole tokens too: added tokens match anywhere, so without
     # them the "2" of "bbox_2d" would be read as the coordinate value 2 (and trained as one).
     extra = [str(i) for i in range(1001)] + list(TOOL_CALL_WORDS) if coordinate_tokens else []
-    tok = train_bpe(corpus or [], SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
-    tokenizer = TokenizersBackend(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=dict(TOKENIZER_EXTRAS),
-        chat_template=CHAT_TEMPLATE,
-    )
+    tokenizer = chatml_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, corpus, extra, extra_special_tokens=dict(TOKENIZER_EXTRAS))
     # InternVL normalises with ImageNet statistics and resizes bicubically (docs/models.md, "InternVL3.5").
     image_processor = GotOcr2ImageProcessor(
         size={"height": image_size, "width": image_size},
@@ -120,7 +112,6 @@ def tiny(
     out.mkdir(parents=True, exist_ok=True)
     processor = build_processor(out, image_size, max_tiles=max_tiles, corpus=corpus)
     tok = processor.tokenizer
-    vocab = len(tok)
     patch = 8
     config = InternVLConfig(
         vision_config=dict(
@@ -132,22 +123,8 @@ def tiny(
             patch_size=[patch, patch],
             attention_bias=True,  # as the InternViT-300M checkpoints
         ),
-        text_config=dict(
-            model_type="qwen3",
-            vocab_size=vocab,
-            hidden_size=text_hidden,
-            intermediate_size=text_hidden * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=text_hidden // 4,
-            max_position_embeddings=4096,
-            rope_theta=1_000_000.0,
-            bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-            pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-            tie_word_embeddings=False,
-        ),
+        text_config=text_config(tok, text_hidden, layers, model_type="qwen3", rope_theta=1_000_000.0,
+                                tie_word_embeddings=False),
         image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=processor.image_seq_length,
         downsample_ratio=0.5,
@@ -158,7 +135,4 @@ def tiny(
     model = InternVLForConditionalGeneration(config)
     init_positions(model)
     init_value_rows(model, value_tokens(processor))
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    return out
+    return save_tiny(model, tok, out)

@@ -12,39 +12,31 @@ from typing import Any
 from vlm_train.models.base import Family, InputsConfig
 from vlm_train.models.chat import ChatFormat
 from vlm_train.models.ovis2_5.constants import EMPTY_THINK
-from vlm_train.models.ovis2_5.grounding import COORDS, box_to_text, find_boxes, grounding_prompt, text_to_boxes
+from vlm_train.models.ovis2_5.grounding import (
+    COORDS,
+    box_to_text,
+    find_boxes,
+    grounding_answer,
+    grounding_prompt,
+    text_to_boxes,
+)
 from vlm_train.models.ovis2_5.template import QWEN3_SPECIAL_TOKENS
 
 
 def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
-    """Load model and processor from ``model_cfg.path`` (never with trust_remote_code).
+    """Load model and processor from ``model_cfg.path`` (never with trust_remote_code; jobs
+    build ``path: tiny`` in the run directory first, vlm_train/launch/base_model.py).
 
     Args:
-        model_cfg: ``vlm_train.config.ModelConfig``; ``path: tiny`` builds a tiny model in a
-            temporary directory (jobs build it once in the run directory instead).
+        model_cfg: ``vlm_train.config.ModelConfig``.
         dtype: torch dtype; None resolves ``model_cfg.dtype`` (auto: bf16 on GPU, fp32 on CPU).
     """
-    import tempfile
-
-    from vlm_train.models.common import resolve_attn, resolve_dtype
     from vlm_train.models.ovis2_5.modeling import Ovis2_5
     from vlm_train.models.ovis2_5.processor import Ovis2_5Processor
-    from vlm_train.models.weights import require_safetensors
+    from vlm_train.models.weights import load_weights
 
-    path = model_cfg.path
-    if path == "tiny":
-        t = model_cfg.tiny
-        path = tiny(
-            tempfile.mkdtemp(prefix="ovis2_5_tiny_"), seed=t.seed, image_size=t.image_size,
-            vision_hidden=t.vision_hidden, text_hidden=t.text_hidden, layers=t.layers,
-        )
-    if dtype is None:
-        dtype = resolve_dtype(model_cfg.dtype)
-    require_safetensors(path)
-    model = Ovis2_5.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation), use_safetensors=True
-    )
-    processor = Ovis2_5Processor.from_pretrained(path, max_pixels=model_cfg.max_pixels)
+    model = load_weights(Ovis2_5, model_cfg, dtype)
+    processor = Ovis2_5Processor.from_pretrained(model_cfg.path, max_pixels=model_cfg.max_pixels)
     return model, processor
 
 
@@ -113,6 +105,7 @@ FAMILY = Family(
     box_to_text=box_to_text,
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
+    grounding_answer=grounding_answer,
     suppress_token_ids=suppress_token_ids,
     find_boxes=find_boxes,
     module_groups={

@@ -27,6 +27,11 @@ def box_to_text(box: Box, width: int, height: int) -> str:
     return f"<box>({x1},{y1}),({x2},{y2})</box>"
 
 
+def grounding_answer(phrase: str, box: Box, width: int, height: int) -> str:
+    """The phrase in ``<ref>`` tags, then its box (the model card's grounding output)."""
+    return f"<ref>{phrase}</ref>{box_to_text(box, width, height)}"
+
+
 def point_to_text(x: float, y: float, width: int, height: int) -> str:
     px, py, _, _ = COORDS.to_text_values(Box(x, y, x, y), width, height)
     return f"<point>({px},{py})</point>"

@@ -20,6 +20,8 @@ import torch
 
 from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Box, Sample
+from vlm_train.models.base import IGNORE
+from vlm_train.models.common.batching import as_sample, pad_rows
 from vlm_train.models.ovis2_5 import constants as C
 from vlm_train.models.ovis2_5.grounding import box_to_floats
 from vlm_train.models.ovis2_5.processor import Ovis2_5Processor, VisualInputs
@@ -127,7 +129,7 @@ class Ovis2_5Inputs:
             if seg.kind == "text":
                 toks = self.tokenizer.encode(seg.text, add_special_tokens=False)
                 ids += toks
-                labels += toks if seg.learn else [C.IGNORE_INDEX] * len(toks)
+                labels += toks if seg.learn else [IGNORE] * len(toks)
                 continue
             item = visuals[seg.visual]
             if seg.kind == "video":
@@ -139,7 +141,7 @@ class Ovis2_5Inputs:
                 start, end = C.IMAGE_START_ID, C.IMAGE_END_ID
             span = [start] + [C.VISUAL_ATOM_ID] * vis.num_atoms + [end]
             ids += span
-            labels += [C.IGNORE_INDEX] * len(span)
+            labels += [IGNORE] * len(span)
             encoded.append(vis)
         return Encoded(ids, labels, encoded)
 
@@ -177,19 +179,8 @@ class Ovis2_5Inputs:
         return self.collate(encs, for_generation)
 
     def collate(self, encs: Sequence[Encoded], for_generation: bool = False) -> dict[str, Any]:
-        width = max(len(e.input_ids) for e in encs)
-        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encs), width), dtype=torch.long)
-        labels = torch.full((len(encs), width), C.IGNORE_INDEX, dtype=torch.long)
-        for row, e in enumerate(encs):
-            n = len(e.input_ids)
-            cols = slice(width - n, width) if for_generation else slice(0, n)
-            ids[row, cols] = torch.tensor(e.input_ids, dtype=torch.long)
-            labels[row, cols] = torch.tensor(e.labels, dtype=torch.long)
-            mask[row, cols] = 1
-        batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if not for_generation:
-            batch["labels"] = labels
+        batch = pad_rows([(e.input_ids, e.labels) for e in encs], self.pad_id, for_generation)
+        ids = batch["input_ids"]
         visuals = [v for e in encs for v in e.visuals]
         n_atoms = int((ids == C.VISUAL_ATOM_ID).sum())
         expected = sum(v.num_atoms for v in visuals)
@@ -198,17 +189,6 @@ class Ovis2_5Inputs:
             batch["pixel_values"] = torch.cat([v.pixel_values for v in visuals])
             batch["grid_thws"] = torch.tensor([v.grid_thw for v in visuals], dtype=torch.long)
         return batch
-
-
-def as_sample(s: Sample | dict | str) -> Sample:
-    """A Sample from a Sample, its JSON, its dict, or a dataset row ``{"sample": json}``."""
-    if isinstance(s, Sample):
-        return s
-    if isinstance(s, str):
-        return Sample.from_json(s)
-    if "sample" in s:
-        return as_sample(s["sample"])
-    return Sample.from_dict(s)
 
 
 def select_rows(batch: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:

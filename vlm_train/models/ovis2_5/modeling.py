@@ -19,9 +19,9 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel, Qwen3ForCausalLM
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
+from vlm_train.models.base import IGNORE
 from vlm_train.models.ovis2_5.config import Ovis2_5_Config
 from vlm_train.models.ovis2_5.constants import (
-    IGNORE_INDEX,
     IMAGE_START_ID,
     NUM_INDICATORS,
     VIDEO_END_ID,
@@ -225,7 +225,7 @@ class Ovis2_5(Ovis2_5PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, pixel_values, grid_thws, inputs_embeds, position_ids
         )
         if labels is not None and input_ids is not None:
-            labels = labels.masked_fill(input_ids < 0, IGNORE_INDEX)
+            labels = labels.masked_fill(input_ids < 0, IGNORE)
         return self.llm(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from vlm_train.models.common.tiny import chatml_tokenizer, save_tiny, text_config
 from vlm_train.models.ovis2_5.template import CHAT_TEMPLATE, QWEN3_SPECIAL_TOKENS
 
 
@@ -20,18 +21,8 @@ def build_tokenizer(corpus: list[str] | None = None, coordinate_tokens: bool = T
     With ``coordinate_tokens`` every Ovis coordinate value "0.000".."0.999" is one token: the
     text format stays the official one, but a tiny model learns boxes far faster (docs/models.md, "Tiny models on CPU").
     """
-    from transformers import TokenizersBackend
-
-    from vlm_train.testing.tokenizer import train_bpe
-
     extra = [f"0.{i:03d}" for i in range(1000)] if coordinate_tokens else []
-    tok = train_bpe(corpus or [], QWEN3_SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
-    return TokenizersBackend(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-    )
+    return chatml_tokenizer(QWEN3_SPECIAL_TOKENS, CHAT_TEMPLATE, corpus, extra)
 
 
 def tiny(
@@ -75,26 +66,9 @@ def tiny(
     )
     if image_size % factor:
         raise ValueError(f"tiny: image_size {image_size} must be a multiple of {factor}")
-    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = Ovis2_5_Config(
-        llm_config=dict(
-            model_type="qwen3",
-            vocab_size=len(tokenizer),
-            hidden_size=text_hidden,
-            intermediate_size=text_hidden * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=text_hidden // 4,
-            max_position_embeddings=4096,
-            rope_theta=1_000_000.0,
-            rms_norm_eps=1e-6,
-            bos_token_id=pad,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            tie_word_embeddings=tie_word_embeddings,
-        ),
+        llm_config=text_config(tokenizer, text_hidden, layers, model_type="qwen3", rope_theta=1_000_000.0,
+                               rms_norm_eps=1e-6, tie_word_embeddings=tie_word_embeddings),
         vit_config=dict(
             hidden_size=vision_hidden,
             intermediate_size=vision_hidden * 2,
@@ -111,9 +85,6 @@ def tiny(
     )
     torch.manual_seed(seed)
     model = Ovis2_5(config)
-    model.generation_config.eos_token_id = eos
-    model.generation_config.pad_token_id = pad
-    model.generation_config.bos_token_id = pad
-    model.save_pretrained(out, safe_serialization=True)
+    save_tiny(model, tokenizer, out, bos=True)
     processor.save_pretrained(out)
     return out

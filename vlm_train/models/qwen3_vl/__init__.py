@@ -10,6 +10,7 @@ from vlm_train.models.qwen3_vl.grounding import (
     COORDS,
     box_to_text,
     find_boxes,
+    grounding_answer,
     grounding_prompt,
     text_to_boxes,
     value_tokens,
@@ -26,18 +27,11 @@ def load(model_cfg: Any, dtype: Any = None) -> tuple[Any, Any]:
     """Load model and processor from ``model_cfg.path`` (never remote code, safetensors only)."""
     from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-    from vlm_train.models.common import resolve_attn
     from vlm_train.models.qwen3_vl.modeling import derive_token_types
-    from vlm_train.models.weights import require_safetensors
+    from vlm_train.models.weights import load_weights
 
-    path = model_cfg.path
-    require_safetensors(path)
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-    model = Qwen3VLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype, attn_implementation=resolve_attn(model_cfg.attn_implementation),
-        trust_remote_code=False, use_safetensors=True,
-    )
-    return derive_token_types(model), processor
+    processor = AutoProcessor.from_pretrained(model_cfg.path, trust_remote_code=False)
+    return derive_token_types(load_weights(Qwen3VLForConditionalGeneration, model_cfg, dtype)), processor
 
 
 def make_inputs(processor: Any, cfg: InputsConfig) -> Qwen3VLInputs:
@@ -65,6 +59,7 @@ FAMILY = Family(
     box_to_text=box_to_text,
     text_to_boxes=text_to_boxes,
     grounding_prompt=grounding_prompt,
+    grounding_answer=grounding_answer,
     suppress_token_ids=suppress_token_ids,
     find_boxes=find_boxes,
     module_groups={

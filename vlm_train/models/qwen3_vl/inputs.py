@@ -26,10 +26,17 @@ from PIL import Image
 from vlm_train.data.media import load_sample_images
 from vlm_train.data.sample import Part, Sample, prompt_messages
 from vlm_train.models.chat import ChatFormat
+from vlm_train.models.common.batching import (
+    as_sample,
+    expand_placeholders,
+    pad_rows,
+    span_labels,
+    tool_call_args,
+    vision_safe_cut,
+)
 from vlm_train.models.qwen3_vl.grounding import COORDS
 from vlm_train.models.qwen3_vl.template import IMAGE_TOKEN, VISION_END, VISION_START
 
-IGNORE = -100
 PLACEHOLDER = VISION_START + IMAGE_TOKEN + VISION_END
 
 
@@ -100,12 +107,7 @@ class Qwen3VLInputs:
                     emit(p.text or "", learn)
                 elif p.type == "tool_call":
                     size = sizes.get(p.media or "", last[0])
-                    args: dict[str, Any] = {}
-                    if p.box is not None and size is not None:
-                        args["bbox_2d"] = COORDS.to_values(p.box, *size)
-                    if p.label:
-                        args["label"] = p.label
-                    emit(chat.tool_call(p.tool or "crop", args), learn)
+                    emit(chat.tool_call(p.tool or "crop", tool_call_args(p, size, COORDS)), learn)
             emit(chat.turn_end, learn)
             emit("\n")
         if for_generation:
@@ -119,38 +121,24 @@ class Qwen3VLInputs:
         if used:
             px = self.processor.image_processor(images=used, return_tensors="pt")
             pixels, grids = px["pixel_values"], px["image_grid_thw"]
-        # Expand each placeholder's single <|image_pad|> as the processor does; shift spans.
-        pieces, shifts, pos = [], [], 0
-        for k, idx in enumerate(_find_all(text, IMAGE_TOKEN)):
-            n = int(grids[k].prod()) // self.merge**2
-            pieces += [text[pos:idx], IMAGE_TOKEN * n]
-            shifts.append((idx, len(IMAGE_TOKEN) * (n - 1)))
-            pos = idx + len(IMAGE_TOKEN)
-        pieces.append(text[pos:])
-        spans = [(a + sum(d for p, d in shifts if p < a), b + sum(d for p, d in shifts if p < a)) for a, b in spans]
-        enc = self.tok("".join(pieces), add_special_tokens=False, return_offsets_mapping=not for_generation)
+        # Expand each placeholder's single <|image_pad|> as the processor does.
+        text, spans = expand_placeholders(
+            text, IMAGE_TOKEN, lambda k: IMAGE_TOKEN * (int(grids[k].prod()) // self.merge**2), spans
+        )
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=not for_generation)
         ids = enc["input_ids"]
         out: dict[str, Any] = {"input_ids": ids, "pixel_values": pixels, "image_grid_thw": grids}
         if for_generation:
             return out
-        labels, j = [IGNORE] * len(ids), 0
-        for t, (s, e) in enumerate(enc["offset_mapping"]):
-            while j < len(spans) and spans[j][1] <= s:
-                j += 1
-            if j < len(spans) and spans[j][0] <= s < e <= spans[j][1]:
-                labels[t] = ids[t]
-        out["labels"] = labels
+        out["labels"] = span_labels(ids, enc["offset_mapping"], spans)
         if self.max_length is not None and len(ids) > self.max_length:
             out = self._truncate(out)
         return out
 
     def _truncate(self, enc: dict[str, Any]) -> dict[str, Any]:
         """Cut at max_length, moving the cut before any vision span it would split."""
-        ids, cut = enc["input_ids"], self.max_length
-        opened = [i for i in range(cut) if ids[i] == self.start_id]
-        closed = sum(1 for i in range(cut) if ids[i] == self.end_id)
-        if len(opened) > closed:
-            cut = opened[-1]
+        ids = enc["input_ids"]
+        cut, closed = vision_safe_cut(ids, self.max_length, self.start_id, self.end_id)
         grids = enc["image_grid_thw"][:closed] if enc["image_grid_thw"] is not None and closed else None
         rows = int(grids.prod(-1).sum()) if grids is not None else 0
         pixels = enc["pixel_values"][:rows] if rows else None
@@ -158,43 +146,12 @@ class Qwen3VLInputs:
 
     # ---- batching ----------------------------------------------------------------------
     def __call__(self, samples: Sequence[Sample | dict | str], *, images=None, for_generation: bool = False) -> dict[str, Any]:
-        encs = [self.encode(_as_sample(s), None if images is None else images[i], for_generation)
+        encs = [self.encode(as_sample(s), None if images is None else images[i], for_generation)
                 for i, s in enumerate(samples)]
-        width = max(len(e["input_ids"]) for e in encs)
-        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encs), width), dtype=torch.long)
-        labels = torch.full((len(encs), width), IGNORE, dtype=torch.long)
-        for i, e in enumerate(encs):
-            n = len(e["input_ids"])
-            # Right padding for training; left padding for generation (new tokens append on the right).
-            sl = slice(width - n, width) if for_generation else slice(0, n)
-            ids[i, sl] = torch.tensor(e["input_ids"])
-            mask[i, sl] = 1
-            if not for_generation:
-                labels[i, sl] = torch.tensor(e["labels"])
-        batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if not for_generation:
-            batch["labels"] = labels
+        batch = pad_rows([(e["input_ids"], e.get("labels")) for e in encs], self.pad_id, for_generation)
         for key in ("pixel_values", "image_grid_thw"):
             parts = [e[key] for e in encs if e[key] is not None]
             if parts:
                 batch[key] = torch.cat(parts)
         return batch
 
-
-def _find_all(text: str, needle: str) -> list[int]:
-    out, i = [], text.find(needle)
-    while i >= 0:
-        out.append(i)
-        i = text.find(needle, i + len(needle))
-    return out
-
-
-def _as_sample(s: Sample | dict | str) -> Sample:
-    if isinstance(s, Sample):
-        return s
-    if isinstance(s, str):
-        return Sample.from_json(s)
-    if "sample" in s:  # a dataset row
-        return _as_sample(s["sample"])
-    return Sample.from_dict(s)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from vlm_train.models.common.tiny import chatml_tokenizer, save_tiny, text_config
 from vlm_train.models.common.value_tokens import init_value_rows
 from vlm_train.models.qwen3_vl.grounding import value_tokens
 from vlm_train.models.qwen3_vl.template import CHAT_TEMPLATE, SPECIAL_TOKENS
@@ -22,19 +23,11 @@ MERGE = 2
 
 def build_processor(out_dir: Path | None, image_size: int = 64, corpus: list[str] | None = None,
                     coordinate_tokens: bool = True):
-    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor, TokenizersBackend
-
-    from vlm_train.testing.tokenizer import train_bpe
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     # One token per 0-1000 coordinate value (Qwen3-VL's box convention) unless asked otherwise.
     extra = [str(i) for i in range(1001)] if coordinate_tokens else []
-    tok = train_bpe(corpus or [], SPECIAL_TOKENS, vocab_size=1024, extra_tokens=extra)
-    tokenizer = TokenizersBackend(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-    )
+    tokenizer = chatml_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, corpus, extra)
     unit = PATCH * MERGE
     # Qwen3-VL normalises with mean = std = 0.5 and resizes so each side is a multiple of
     # patch x merge, the pixel count kept in [shortest_edge, longest_edge].
@@ -65,9 +58,7 @@ def tiny(
     out.mkdir(parents=True, exist_ok=True)
     processor = build_processor(out, image_size, corpus=corpus)
     tok = processor.tokenizer
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>",
-                                                     "<|vision_start|>", "<|vision_end|>")}
-    head_dim = text_hidden // 4
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
     config = Qwen3VLConfig(
         vision_config=dict(
             depth=layers,
@@ -82,21 +73,11 @@ def tiny(
             num_position_embeddings=(image_size // PATCH) ** 2,
             deepstack_visual_indexes=[0],
         ),
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=text_hidden,
-            intermediate_size=text_hidden * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=head_dim,
-            max_position_embeddings=4096,
+        text_config=text_config(
+            tok, text_hidden, layers,
             # M-RoPE: the rotary half-dims split over (t, h, w), as the real 24/20/20 of 64.
             rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [4, 2, 2],
                              "mrope_interleaved": True},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -109,7 +90,4 @@ def tiny(
     # Value tokens start from sinusoidal features of their value (412 next to 413), as the
     # other families' tiny models, so minutes of CPU training can learn boxes.
     init_value_rows(model, value_tokens(processor))
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out, safe_serialization=True)
-    return out
+    return save_tiny(model, tok, out)

@@ -1,4 +1,5 @@
-"""InternVL's meta JSON naming several datasets (docs/models.md, "Seed data formats").
+"""A meta JSON naming several conversation datasets (the layout of InternVL's fine-tuning meta
+files; docs/models.md, "Seed data formats").
 
 ``{name: {"root": image_dir, "annotation": file.jsonl, "data_augment": false,
 "repeat_time": 1, "length": N}}``. Relative ``root`` and ``annotation`` paths are taken
@@ -34,12 +35,12 @@ def read(path: str | Path, opts: ReadOptions | None = None) -> Iterator[Sample |
         yield from (r for r in records if isinstance(r, DataIssue))
         if len(records) != 1:
             yield DataIssue(
-                BAD_FIELD, "an InternVL meta file is one JSON object {name: {root, annotation, ...}}", source
+                BAD_FIELD, "a meta file is one JSON object {name: {root, annotation, ...}}", source
             )
         return
     _, meta = records[0]
     if not is_meta(meta):
-        yield DataIssue(BAD_FIELD, "not an InternVL meta file: every value needs an 'annotation'", source, 1)
+        yield DataIssue(BAD_FIELD, "not a meta file: every value needs an 'annotation'", source, 1)
         return
     for name, entry in meta.items():
         ann, root = entry.get("annotation"), entry.get("root", "")
