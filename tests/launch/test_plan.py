@@ -46,3 +46,25 @@ def test_describe_rejects_a_generation_batch_without_whole_groups(repo, monkeypa
     cfg = load_config("configs/debug/internvl_tiny_grpo.yaml", ["grpo.per_device_train_batch_size=3"])
     with pytest.raises(ConfigError, match=r"grpo.num_generations: 4 does not divide the generation batch of 6"):
         describe(cfg)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["grpo.num_iterations=2", "grpo.save_steps=3"], "grpo.save_steps"),  # the instance: 3 of a 2-step cycle
+    (["grpo.steps_per_generation=4", "grpo.gradient_accumulation_steps=2", "grpo.save_steps=1"], "grpo.save_steps"),
+    (["grpo.num_iterations=2", "grpo.save_steps=2", "run.stop_at_step=1"], "run.stop_at_step"),
+])
+def test_grpo_checkpoints_fall_between_generation_batches(repo, monkeypatch, overrides, key):
+    """A GRPO checkpoint mid-way through a buffered generation batch cannot resume exactly (the
+    rollouts are not in it): such a save schedule is refused before anything starts."""
+    monkeypatch.chdir(repo)
+    cfg = load_config("configs/debug/internvl_tiny_grpo.yaml", overrides)
+    with pytest.raises(ConfigError, match=rf"^config error: {key}: .*a checkpoint must fall between generation batches"):
+        describe(cfg)
+
+
+def test_grpo_checkpoints_on_cycle_boundaries_are_accepted(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    for overrides in (["grpo.num_iterations=2", "grpo.save_steps=4"],
+                      ["grpo.steps_per_generation=4", "grpo.gradient_accumulation_steps=2", "grpo.save_steps=2"],
+                      ["grpo.gradient_accumulation_steps=2", "grpo.save_steps=3"]):
+        describe(load_config("configs/debug/internvl_tiny_grpo.yaml", overrides))

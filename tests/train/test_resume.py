@@ -61,7 +61,7 @@ def _ckpt(stage_dir, step, shards=2):
     (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     for rank in range(shards):
         (d / f"global_step{step}" / f"zero_pp_rank_{rank}_optim_states.pt").write_bytes(b"x" * (1000 + rank))
-        write_manifest(d, rank)
+        write_manifest(d, rank, shards)
     return d
 
 
@@ -69,6 +69,9 @@ def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(
     stage = tmp_path / "sft"
     c2, c4 = _ckpt(stage, 2), _ckpt(stage, 4)
     assert choose_checkpoint(c4, stage) == c4
+    # Whole but never registered by Ray (a worker killed before its controller collected the
+    # report): Ray hands over an older one, or none; the newest whole one is resumed.
+    assert choose_checkpoint(c2, stage) == c4 and choose_checkpoint(None, stage) == c4
     shard = c4 / "global_step4" / "zero_pp_rank_1_optim_states.pt"
     shard.write_bytes(shard.read_bytes()[:100])  # a truncated shard in the latest checkpoint
     assert checkpoint_problem(c4).endswith("100 bytes, written as 1001 (truncated)")
@@ -80,6 +83,26 @@ def test_truncated_or_half_written_latest_checkpoint_falls_back_to_the_previous(
     (c6 / "MANIFEST.rank0.json").write_text('{"global_step6/zero_pp_rank_0_optim_states.pt": 1000}')
     assert "missing" in checkpoint_problem(c6)
     assert choose_checkpoint(c6, stage) == c2
+    # A rank killed while uploading: the folder holds rank 0's part, whole by its own manifest.
+    c8 = _ckpt(stage, 8)
+    (c8 / "MANIFEST.rank1.json").unlink()
+    (c8 / "global_step8" / "zero_pp_rank_1_optim_states.pt").unlink()
+    assert checkpoint_problem(c8).endswith("no manifest of rank 1 of 2 (that rank never finished writing)")
+    assert choose_checkpoint(c8, stage) == c2
     (c2 / "MANIFEST.rank0.json").unlink()
     (c2 / "MANIFEST.rank1.json").unlink()
     assert choose_checkpoint(c6, stage) is None  # nothing whole left: the stage starts over
+
+
+def test_a_save_never_reuses_a_storage_folder(tmp_path):
+    from vlm_train.train.callbacks import RayCheckpointCallback
+
+    cb = RayCheckpointCallback(tmp_path)
+    assert cb.dir_name(4) == "checkpoint-000004"
+    (tmp_path / "checkpoint-000004").mkdir()  # a damaged or half-written one of an earlier attempt
+    assert cb.dir_name(4) == "checkpoint-000004.1"
+    (tmp_path / "checkpoint-000004.1").mkdir()
+    assert cb.dir_name(4) == "checkpoint-000004.2"
+    # Newest first by name: a re-save sorts after the folder it replaces, before the next step.
+    assert sorted(["checkpoint-000006", "checkpoint-000004.1", "checkpoint-000004"]) == [
+        "checkpoint-000004", "checkpoint-000004.1", "checkpoint-000006"]

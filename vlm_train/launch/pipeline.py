@@ -36,7 +36,8 @@ log = logging.getLogger("vlm_train")
 class StageFailed(RuntimeError):
     """A stage's failure, named by the worker's own exception (not Ray's wrapper) and its log."""
 
-    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir, log_path: Path | None = None):
+    def __init__(self, stage: str, cause: BaseException, run_dir: RunDir, log_path: Path | None = None,
+                 max_failures: int | None = None):
         rank, cause = unwrap(cause)
         if log_path is not None:  # a driver-side task (evaluation): its output goes to one log
             where = f"full log: {log_path}"
@@ -45,7 +46,10 @@ class StageFailed(RuntimeError):
         else:  # the failed worker's own log holds its traceback
             where = f"full log: {run_dir.worker_log(stage, rank)}"
         on = "" if rank is None else f" on rank {rank}"
-        super().__init__(f"{stage} failed{on}: {type(cause).__name__}: {cause}\n{where}")
+        # Ray Train restarts the worker group on any worker failure until max_failures is used up.
+        tries = "" if not max_failures or max_failures < 0 else (
+            f" after {max_failures} restart{'s' if max_failures != 1 else ''} (run.max_failures={max_failures})")
+        super().__init__(f"{stage} failed{on}{tries}: {type(cause).__name__}: {cause}\n{where}")
         self.stage = stage
 
 
@@ -100,7 +104,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
             try:
                 run_stage(stage_cfg, stage, extra={"data": data.to_json()})
             except Exception as e:  # Ray wraps worker errors; StageFailed names the worker's own
-                raise StageFailed(stage, e, cfg.run_dir) from e
+                raise StageFailed(stage, e, cfg.run_dir, max_failures=cfg.run.max_failures) from e
             status = stage_status(cfg.run_dir, stage)
             if status is not None and not status["complete"]:
                 return PipelineResult(report, stopped=stage)

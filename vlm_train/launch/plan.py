@@ -41,7 +41,30 @@ def stage_batches(cfg: JobConfig, stage: str, world_size: int) -> dict[str, Any]
             raise ConfigError("grpo.num_generations", f"{n} does not divide the generation batch of {generation} completions "
                                                       f"(per_device_train_batch_size {micro} x {world_size} workers x {steps} steps)")
         out.update(batch_unit="completions", num_generations=n, generation_batch_size=generation, prompts_per_generation=generation // n)
+        check_generation_cycle(cfg, kw, steps, accum)
     return out
+
+
+def check_generation_cycle(cfg: JobConfig, kw: dict[str, Any], steps_per_generation: int, accum: int) -> None:
+    """A GRPO checkpoint must fall between generation batches, or its resume is not exact.
+
+    TRL generates once per ``steps_per_generation x num_iterations`` micro-batches and keeps
+    the rollouts in memory for the rest of the cycle; a checkpoint does not hold them. A run
+    resumed mid-cycle samples new rollouts (from the updated policy) where the uninterrupted
+    run reused the buffered ones: the loss, reward and sampling sequence part ways.
+    """
+    cycle = steps_per_generation * int(kw.get("num_iterations", 1))
+    if cycle <= accum and accum % cycle == 0:
+        return  # every optimizer step ends a cycle
+    why = (f"a checkpoint must fall between generation batches (every {cycle} micro-batches: steps_per_generation "
+           f"{steps_per_generation} x num_iterations {kw.get('num_iterations', 1)}; {accum} per optimizer step), "
+           "or its resume samples new rollouts where the run reused buffered ones")
+    save = float(kw["save_steps"])  # below 1: a share of max_steps, rounded by the Trainer
+    if kw.get("save_strategy", "steps") == "steps" and save >= 1 and (int(save) * accum) % cycle:
+        raise ConfigError("grpo.save_steps", f"{kw['save_steps']}: {why}")
+    stop = cfg.run.stop_at_step
+    if stop is not None and (stop * accum) % cycle:
+        raise ConfigError("run.stop_at_step", f"{stop} (grpo): {why}")
 
 
 def describe(cfg: JobConfig) -> dict[str, Any]:

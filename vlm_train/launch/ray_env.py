@@ -9,6 +9,8 @@ from vlm_train.cluster.pools import Placement
 from vlm_train.config import JobConfig
 from vlm_train.launch.console import LEVEL_ENV, ray_init_kwargs, verbose
 
+FAULTS_ENV = "VLM_TRAIN_TEST_FAULTS"  # the test hook of vlm_train/train/fault_hook.py
+
 # Environment every worker gets. DeepSpeed's JIT-built ops are cached across runs.
 WORKER_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
@@ -23,6 +25,9 @@ def worker_env(p: Placement) -> dict[str, str]:
     env = dict(WORKER_ENV)
     if not p.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
+    # The test hook (vlm_train/train/fault_hook.py), off unless set. Always named: a value an
+    # earlier ray.init put into the job's environment must not reach a later run's workers.
+    env[FAULTS_ENV] = os.environ.get(FAULTS_ENV, "")
     if verbose():
         env[LEVEL_ENV] = "debug"
     else:

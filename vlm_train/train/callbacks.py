@@ -19,7 +19,26 @@ class RayCheckpointCallback(TrainerCallback):
     them into one storage directory, so ZeRO shards written by every rank end up together
     and a restarted or resubmitted run resumes from the merged folder. ``ray.train.report``
     is a barrier: every rank calls it once per save.
+
+    A save never reuses a storage folder: where ``checkpoint-NNNNNN`` exists (a run resumed
+    from an older checkpoint than a damaged or half-written one saves that step again), the
+    new one is ``checkpoint-NNNNNN.K``. Reused, its folder would mix stale files into the new
+    checkpoint, and Ray would hold two entries for one path: evicting the old one deletes the
+    new one. Ray uses rank 0's name for every rank (it broadcasts it), and rank 0 looks before
+    any rank of this save has uploaded.
     """
+
+    def __init__(self, storage: Path | None = None):
+        self.storage = Path(storage) if storage is not None else None
+
+    def dir_name(self, step: int) -> str:
+        name = f"checkpoint-{step:06d}"
+        if self.storage is None or not (self.storage / name).exists():
+            return name
+        k = 1
+        while (self.storage / f"{name}.{k}").exists():
+            k += 1
+        return f"{name}.{k}"
 
     def on_save(self, args, state, control, **kwargs):
         import ray.train
@@ -31,11 +50,11 @@ class RayCheckpointCallback(TrainerCallback):
                 metrics["loss"] = entry["loss"]
                 break
         # Written last: a folder without it (a save killed half-way) is never resumed from.
-        write_manifest(ckpt, args.process_index)
+        write_manifest(ckpt, args.process_index, args.world_size)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(ckpt)),
-            checkpoint_dir_name=f"checkpoint-{state.global_step:06d}",
+            checkpoint_dir_name=self.dir_name(state.global_step),
         )
         # The persisted copy lives in Ray storage now; keep local disk small.
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -100,8 +119,10 @@ class StopAtStepCallback(TrainerCallback):
 def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepCallback]:
     """The callbacks every stage's trainer gets, and the stopper (the loop asks it whether the
     run stopped early). ThroughputCallback goes first in the handler: see its docstring."""
+    from vlm_train.train.fault_hook import fault_hook
     from vlm_train.train.worker_logs import ProgressCallback
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
-    return [RayCheckpointCallback(), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
+    hook = fault_hook(int(os.environ.get("RANK", "0")), cfg.run_dir.work(stage) / "faults", cfg.run_dir.ray_stage(stage))
+    return [*hook, RayCheckpointCallback(cfg.run_dir.ray_stage(stage)), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
             ProgressCallback(cfg.run_dir.progress(stage))], stopper

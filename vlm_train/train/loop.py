@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,28 @@ from vlm_train.train.worker import WorkerInfo, barrier
 log = logging.getLogger("vlm_train")
 
 
-def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int) -> None:
-    """Append where each attempt (first run, restart, resubmission) started: the resume record."""
+def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int,
+                 latest: str | None = None, chosen: str | None = None) -> None:
+    """Append where each attempt (first run, restart, resubmission) started: the resume record.
+
+    ``latest``: the checkpoint Ray handed over; ``chosen``: the one resumed (they differ when
+    the latest was damaged). ``time`` (unix) places the attempt among the progress records.
+    """
     if info.is_main:
         path = cfg.run_dir.stage_resumes(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"start_step": step, "time": time.time(), "latest": latest, "chosen": chosen}
         with path.open("a") as f:
-            f.write(json.dumps({"start_step": step}) + "\n")
+            f.write(json.dumps(entry) + "\n")
 
 
 def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
                      stopper: StopAtStepCallback, family: Any, processor: Any, guard: Any = None) -> None:
     """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
 
-    A worker-group restart and a resubmitted job (same run name and storage) both find their
-    checkpoint through ``ray.train.get_checkpoint()``.
+    A worker-group restart and a resubmitted job (same run name and storage) both resume from
+    ``ray.train.get_checkpoint()`` or a newer whole checkpoint in the stage's storage
+    (``choose_checkpoint``).
     """
     import ray.train
 
@@ -41,25 +49,22 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
     timings = {"trainer_built": time.time()}
     install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as latest:
-            # A truncated latest checkpoint falls back to the previous whole one.
-            d = choose_checkpoint(latest, cfg.run_dir.ray_stage(stage))
-            if d is None:
+    with ckpt.as_directory() if ckpt is not None else nullcontext(None) as latest:
+        # A truncated or half-written checkpoint is passed over for the newest whole one.
+        d = choose_checkpoint(latest, cfg.run_dir.ray_stage(stage))
+        latest_name = Path(latest).name if latest is not None else None
+        if d is None:
+            if latest is not None:
                 log.warning("no whole checkpoint of %s to resume: starting from step 0", stage)
-                start = 0
-                record_start(cfg, info, stage, 0)
-                result = trainer.train()
-            else:
-                check_trusted(d, cfg.run_dir.root)
-                start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
-                log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
-                record_start(cfg, info, stage, start)
-                result = trainer.train(resume_from_checkpoint=str(d))
-    else:
-        start = 0
-        record_start(cfg, info, stage, 0)
-        result = trainer.train()
+            start = 0
+            record_start(cfg, info, stage, 0, latest=latest_name)
+            result = trainer.train()
+        else:
+            check_trusted(d, cfg.run_dir.root)
+            start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
+            log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
+            record_start(cfg, info, stage, start, latest=latest_name, chosen=Path(d).name)
+            result = trainer.train(resume_from_checkpoint=str(d))
     timings["trained"] = time.time()
     # A run stopped early (preemption aid) leaves no final model: it is not finished.
     if not stopper.stopped:

@@ -43,17 +43,19 @@ def install_weight_resume(trainer: Any) -> Any:
 MANIFEST = "MANIFEST.rank{rank}.json"
 
 
-def write_manifest(ckpt_dir: str | Path, rank: int) -> None:
+def write_manifest(ckpt_dir: str | Path, rank: int, world_size: int = 1) -> None:
     """List every file of this rank's checkpoint folder with its size, written last (before
     the folder is reported to Ray): a folder whose manifest is missing was never finished, and
-    a file shorter than listed was truncated after."""
+    a file shorter than listed was truncated after. ``world_size`` names the manifests a whole
+    checkpoint has: a folder holding some ranks' parts only (a rank killed while uploading)
+    is not whole either."""
     import json
 
     root = Path(ckpt_dir)
     files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))
-             if p.is_file() and not p.name.startswith("MANIFEST.")}
+             if p.is_file() and not p.name.startswith(("MANIFEST.", ".MANIFEST."))}
     tmp = root / f".{MANIFEST.format(rank=rank)}.tmp"
-    tmp.write_text(json.dumps(files))
+    tmp.write_text(json.dumps({"world_size": world_size, "files": files}))
     tmp.replace(root / MANIFEST.format(rank=rank))
 
 
@@ -69,9 +71,15 @@ def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
         return f"{root}: no trainer_state.json"
     for m in manifests:
         try:
-            files = json.loads(m.read_text())
+            entry = json.loads(m.read_text())
         except (OSError, ValueError) as e:
             return f"{m}: unreadable manifest ({e})"
+        # Manifests of the first version listed the files alone, without the world size.
+        files = entry["files"] if "files" in entry else entry
+        world = int(entry.get("world_size", 1)) if "files" in entry else 1
+        missing = [r for r in range(world) if not (root / MANIFEST.format(rank=r)).is_file()]
+        if missing:
+            return f"{root}: no manifest of rank {missing[0]} of {world} (that rank never finished writing)"
         for name, size in files.items():
             p = root / name
             if not p.is_file():
@@ -81,22 +89,28 @@ def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
     return None
 
 
-def choose_checkpoint(latest: str | Path, stage_dir: str | Path) -> Path | None:
-    """``latest`` when it is whole; otherwise the newest whole ``checkpoint-*`` folder of the
-    stage's storage older than it (Ray keeps ``run.checkpoints_to_keep``); None: none is whole."""
-    latest = Path(latest)
-    if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
-        return latest  # reported by a version that wrote no manifests: Ray registered it whole
-    problem = checkpoint_problem(latest)
-    if problem is None:
-        return latest
-    log.warning("not resuming from %s: %s", latest, problem)
-    older = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir() and p.name < latest.name),
-                   key=lambda p: p.name, reverse=True)
-    for cand in older:
+def choose_checkpoint(latest: str | Path | None, stage_dir: str | Path) -> Path | None:
+    """The newest whole checkpoint of the stage: ``latest`` (Ray's, None when Ray has none) or
+    a newer whole ``checkpoint-*`` folder of the stage's storage; otherwise the newest whole one
+    older than it. None: none is whole.
+
+    Newer than Ray's latest: Ray Train registers a checkpoint only when its controller collects
+    every worker's report, so a worker killed right after its upload leaves a whole checkpoint
+    Ray never registered. Its manifests (every rank's, every file's size) prove it whole, and
+    it is a state of this run (attempts only continue from its own checkpoints).
+    """
+    if latest is not None:
+        latest = Path(latest)
+        if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
+            return latest  # reported by a version that wrote no manifests: Ray registered it whole
+    folders = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    if latest is not None and latest not in folders:
+        folders = sorted([*folders, latest], key=lambda p: p.name, reverse=True)
+    for cand in folders:
         why = checkpoint_problem(cand)
         if why is None:
-            log.warning("resuming from the previous whole checkpoint %s instead", cand)
+            if latest is None or cand != latest:
+                log.warning("resuming from the newest whole checkpoint %s (Ray's latest: %s)", cand, latest)
             return cand
-        log.warning("not resuming from %s either: %s", cand, why)
+        log.warning("not resuming from %s: %s", cand, why)
     return None

@@ -80,7 +80,7 @@ class ProgressCallback(TrainerCallback):
         start = self._start or 0
         entry = {"step": state.global_step, "max_steps": state.max_steps, "start_step": start,
                  "samples": (state.global_step - start) * self.batch_per_step,
-                 "seconds": time.perf_counter() - self._t0}
+                 "seconds": time.perf_counter() - self._t0, "time": time.time()}
         for key in ("loss", "reward"):
             if key in logs:
                 entry[key] = logs[key]
