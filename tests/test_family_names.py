@@ -64,8 +64,9 @@ def test_scanner_finds_a_family_name(tmp_path):
     (pkg / "a.py").write_text("x = 1\n# as Ovis2.5 does\ny = 'QWEN3'\nz = 'provisional'\n")
     (pkg / "models" / "fam" / "b.py").write_text("# Ovis here is fine\n")
     (pkg / "models" / "reg.py").write_text("FAMILIES = {'ovis2_5': ...}\n")
-    hits = offending_lines(pkg, {"ovis", "qwen"}, [(pkg / "models" / "fam").resolve()],
-                           {(pkg / "models" / "reg.py").resolve()})
+    hits = offending_lines(
+        pkg, {"ovis", "qwen"}, [(pkg / "models" / "fam").resolve()], {(pkg / "models" / "reg.py").resolve()}
+    )
     assert hits == ["pkg/a.py:2: # as Ovis2.5 does", "pkg/a.py:3: y = 'QWEN3'"]
 
 
