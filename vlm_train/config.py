@@ -10,6 +10,7 @@ are listed once, in ``vlm_train.train.args.OWNED``; a user value for one is an e
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ class TinyConfig:
     max_tiles: int | None = None
     """Tiles per image the tiny processor makes (families that tile); 1: the model sees one
     downscaled view of a larger image, and only the crop tool shows it at full resolution. None: family default."""
+    vision_pretrain_steps: int = 0
+    """Steps of pretraining the tiny vision tower and projector get at build time, on a dense
+    synthetic-shapes task (vlm_train/models/common/vision_pretrain.py), as a real vision encoder
+    is pretrained before VLM training; 0: left random. Families without it refuse > 0."""
 
 
 @dataclass
@@ -103,12 +108,16 @@ class ModelConfig:
         return self.dtype
 
     def validate(self, prefix: str) -> None:
-        from vlm_train.models import FAMILIES
+        from vlm_train.models import FAMILIES, get_family
 
         if self.family not in FAMILIES:
             raise ConfigError(f"{prefix}.family", f"unknown model family {self.family!r} (known: {', '.join(FAMILIES)})")
         if self.path != "tiny" and not Path(self.path).is_dir():
             raise ConfigError(f"{prefix}.path", f"checkpoint directory not found: {self.path}")
+        if self.tiny.vision_pretrain_steps < 0:
+            raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"must be >= 0, got {self.tiny.vision_pretrain_steps}")
+        if self.tiny.vision_pretrain_steps and "vision_pretrain_steps" not in inspect.signature(get_family(self.family).tiny).parameters:
+            raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"the {self.family} tiny model has no vision pretraining")
         if self.freeze.vision and self.freeze.projector and self.freeze.llm and not self.lora.enabled:
             raise ConfigError(f"{prefix}.freeze", "everything is frozen and LoRA is off: nothing to train")
 

@@ -16,6 +16,8 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
     if not (out / "config.json").is_file():
         t = cfg.model.tiny
         extra = {"max_tiles": t.max_tiles} if t.max_tiles is not None else {}
+        if t.vision_pretrain_steps:
+            extra["vision_pretrain_steps"] = t.vision_pretrain_steps
         family.tiny(out, seed=t.seed, image_size=t.image_size, vision_hidden=t.vision_hidden, text_hidden=t.text_hidden,
                     layers=t.layers, **extra)
     return replace(cfg, model=replace(cfg.model, path=str(out)))

@@ -9,6 +9,11 @@ and per number of shapes: as TensorBoard scalars ``heldout/...`` at the stage's 
 as an entry of the trainer's ``log_history`` (so ``stages/<stage>.json`` and the pipeline's
 report carry the curve).
 
+With the crop tool on (``tools.crop`` and ``tools.max_calls`` > 0) the answers are rollouts with
+the tool live, as in the stage's own evaluation: a policy that crops first would otherwise be
+scored on its crop call's box (which holds the named shape with a margin, so never IoU 0.5),
+and the curve would read 0 while the stage's evaluation reads 0.7 (seen on the quick start).
+
 Why every rank: under ZeRO-3 each rank holds a slice of the parameters, so generation is a
 collective (TRL's ``unwrap_model_for_generation`` gathers them; transformers runs ``generate``
 in lock-step with ``synced_gpus``); equal shards keep every rank in the same number of calls.
@@ -17,6 +22,7 @@ Sharding also splits the cost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -27,7 +33,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from vlm_train.data.sample import Sample
-from vlm_train.eval.grounding import EvalResult, generate_texts, gradable, score_texts
+from vlm_train.eval.grounding import EvalResult, generate_texts, generate_with_tool, gradable, score_texts
 
 log = logging.getLogger("vlm_train")
 
@@ -48,8 +54,10 @@ class HeldoutEvalCallback(TrainerCallback):
     """Runs the held-out evaluation every ``every`` steps on every rank (see the module doc)."""
 
     def __init__(self, trainer: Any, family: Any, processor: Any, builder: Any, samples: list[Sample],
-                 every: float, per_rank: int, rank: int, world: int, max_new_tokens: int = 100):
+                 every: float, per_rank: int, rank: int, world: int, max_new_tokens: int = 100,
+                 tools: Any = None, image_roots: list[str] | None = None):
         self.trainer, self.family, self.processor, self.builder = trainer, family, processor, builder
+        self.tools, self.image_roots = tools, list(image_roots or [])
         self.every_arg, self.every = every, 0
         self.rank, self.world, self.max_new_tokens = rank, world, max_new_tokens
         subset = gradable(samples)[: per_rank * world]
@@ -66,14 +74,17 @@ class HeldoutEvalCallback(TrainerCallback):
         if self.every <= 0 or not self.per_rank or state.global_step % self.every:
             return
         t0 = time.perf_counter()
-        texts = self._generate()
-        gathered: list[Any] = [texts]
+        answers = self._generate()  # per sample: (its turns, its crop calls)
+        gathered: list[Any] = [answers]
         if self.world > 1:
             gathered = [None] * self.world
-            torch.distributed.all_gather_object(gathered, texts)
+            torch.distributed.all_gather_object(gathered, answers)
         if self.rank != 0:
             return
-        result = score_texts(self.family, self.subset, [t for part in gathered for t in part], time.perf_counter() - t0)
+        turns = [a[0] for part in gathered for a in part]
+        calls = [a[1] for part in gathered for a in part]
+        result = score_texts(self.family, self.subset, ["\n".join(t) for t in turns], time.perf_counter() - t0,
+                             turns, calls)
         figures = scalars(result)
         tb = next((c for c in self.trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
         if tb is not None and tb.tb_writer is not None:
@@ -85,7 +96,7 @@ class HeldoutEvalCallback(TrainerCallback):
         log.info("held-out at step %d: Acc@0.5 %.3f, mIoU %.3f, named-shape share %.3f (%d samples, %.1f s)",
                  state.global_step, result.acc, result.mean_iou, result.named_shape_share, result.n, result.seconds)
 
-    def _generate(self) -> list[str]:
+    def _generate(self) -> list[tuple[list[str], int]]:
         from trl.models import unwrap_model_for_generation
 
         t = self.trainer
@@ -93,8 +104,13 @@ class HeldoutEvalCallback(TrainerCallback):
             was_training = model.training
             model.eval()
             try:
-                return generate_texts(model, self.processor, self.family, self.builder, self.shard,
-                                      batch_size=self.per_rank, max_new_tokens=self.max_new_tokens)
+                if self.tools is not None:
+                    turns, calls = generate_with_tool(model, self.processor, self.family, self.builder, self.shard,
+                                                      self.image_roots, self.tools, self.per_rank, self.max_new_tokens)
+                    return list(zip(turns, calls, strict=True))
+                texts = generate_texts(model, self.processor, self.family, self.builder, self.shard,
+                                       batch_size=self.per_rank, max_new_tokens=self.max_new_tokens)
+                return [([t], 0) for t in texts]
             finally:
                 model.train(was_training)
 
@@ -109,8 +125,11 @@ def add_heldout_eval(trainer: Any, cfg: Any, args: Any, info: Any, family: Any, 
     if not args.eval_steps or not data.get("eval"):
         return
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
+    # As the stage's evaluation: the tool live when the config turns it on.
+    tools = dataclasses.replace(cfg.tools, max_calls=cfg.tools.call_limit) if cfg.tools.call_limit > 0 else None
     cb = HeldoutEvalCallback(trainer, family, processor, builder, read_samples(Path(data["eval"])), args.eval_steps,
-                             args.per_device_eval_batch_size, info.rank, info.world_size)
+                             args.per_device_eval_batch_size, info.rank, info.world_size, tools=tools,
+                             image_roots=data["image_roots"])
     if not cb.per_rank:
         log.warning("eval_steps set but fewer held-out samples than workers: no held-out evaluation during training")
         return

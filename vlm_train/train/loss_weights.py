@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from vlm_train.models.base import IGNORE
+
 WEIGHTINGS = {"token": 0.0, "sample": 1.0, "square": 0.5}
 
 

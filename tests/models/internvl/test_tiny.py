@@ -26,3 +26,43 @@ def test_tiny_init_positions_and_value_tokens(tiny_internvl):
             return F.cosine_similarity(w[ids[a]], w[ids[b]], dim=0).item()
 
         assert sim(412, 413) > 0.9 and sim(412, 413) > sim(412, 450) > sim(412, 7)
+
+
+def test_vision_pretraining_trains_only_the_tower_and_projector(tmp_path):
+    """``vision_pretrain_steps``: the saved tower and projector are trained, the language model is
+    the same random one, and the build records the held-out figures of the dense task."""
+    from safetensors.torch import load_file
+
+    from vlm_train.models.internvl.tiny import tiny
+
+    kw = dict(seed=0, image_size=32, vision_hidden=32, text_hidden=32, layers=1, max_tiles=1)
+    plain = load_file(tiny(tmp_path / "a", **kw) / "model.safetensors")
+    pre_dir = tiny(tmp_path / "b", vision_pretrain_steps=20, **kw)
+    pre = load_file(pre_dir / "model.safetensors")
+    changed = {k for k in plain if not torch.equal(plain[k], pre[k])}
+    assert changed and all("vision_tower" in k or "multi_modal_projector" in k for k in changed), sorted(changed)[:5]
+    assert any("vision_tower" in k for k in changed) and any("multi_modal_projector" in k for k in changed)
+    assert (pre_dir / "vision_pretrain.txt").read_text().startswith("vision pretraining: 20 steps")
+
+
+def test_vision_pretraining_learns_the_dense_task(tiny_internvl):
+    from vlm_train.models.common.vision_pretrain import pretrain_vision
+
+    model = InternVLForConditionalGeneration.from_pretrained(tiny_internvl)
+    proc = AutoProcessor.from_pretrained(tiny_internvl)
+    m = model.model
+
+    def run(steps: int):
+        torch.manual_seed(0)
+        return pretrain_vision(
+            lambda ims: proc.image_processor(ims, crop_to_patches=False, return_tensors="pt")["pixel_values"],
+            lambda pv: m.get_image_features(pixel_values=pv, vision_feature_layer=-1,
+                                            vision_feature_select_strategy="default").pooler_output,
+            [*m.vision_tower.parameters(), *m.multi_modal_projector.parameters()],
+            (4, 4), model.config.text_config.hidden_size, steps, pool=512, held_out=64)
+
+    before = run(0)
+    after = run(60)
+    # Measured: box edge error 28 -> 11.5 px on the 128 px canvas, colour 0.16 -> 0.77, presence 0.58 -> 0.88.
+    assert after.box_l1_px < 0.7 * before.box_l1_px, (before, after)
+    assert after.colour_acc > before.colour_acc + 0.2 and after.presence_acc > before.presence_acc, (before, after)

@@ -14,6 +14,9 @@ run barely depend on the image after 8 minutes):
   ViT/MAE (He et al. 2021, https://arxiv.org/abs/2111.06377), as a trained tower would have;
 - each coordinate-value token ("0".."1000") gets embedding and lm_head rows from sinusoidal
   features of its value (``vlm_train.models.common.value_tokens``), so 412 starts next to 413.
+
+With ``vision_pretrain_steps`` the vision tower and projector are then pretrained on synthetic
+shapes (``vlm_train.models.common.vision_pretrain``), as a real one is before VLM training.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from vlm_train.models.common.tiny import chatml_tokenizer, save_tiny, text_config
 from vlm_train.models.common.value_tokens import init_value_rows
+from vlm_train.models.common.vision_pretrain import pretrain_vision
 from vlm_train.models.internvl.grounding import value_tokens
 from vlm_train.models.internvl.template import CHAT_TEMPLATE, SPECIAL_TOKENS, TOKENIZER_EXTRAS
 
@@ -104,6 +108,7 @@ def tiny(
     layers: int = 2,
     corpus: list[str] | None = None,
     max_tiles: int = 4,
+    vision_pretrain_steps: int = 0,
 ) -> Path:
     """Write a random tiny InternVL checkpoint + processor to ``out_dir``; return the path."""
     from transformers import InternVLConfig, InternVLForConditionalGeneration
@@ -135,4 +140,25 @@ def tiny(
     model = InternVLForConditionalGeneration(config)
     init_positions(model)
     init_value_rows(model, value_tokens(processor))
+    if vision_pretrain_steps > 0:
+        pretrain(model, processor, image_size // patch // 2, vision_pretrain_steps, seed, out)
     return save_tiny(model, tok, out)
+
+
+def pretrain(model, processor, grid: int, steps: int, seed: int, out: Path) -> None:
+    """Pretrain the tower + projector on the image tokens the language model receives (one
+    tile per image, tokens in raster order after the pixel shuffle)."""
+    m = model.model
+    image_processor = processor.image_processor
+
+    def pixels(images):
+        return image_processor(images, crop_to_patches=False, return_tensors="pt")["pixel_values"]
+
+    def image_tokens(pv):
+        return m.get_image_features(pixel_values=pv, vision_feature_layer=-1,
+                                    vision_feature_select_strategy="default").pooler_output
+
+    params = [*m.vision_tower.parameters(), *m.multi_modal_projector.parameters()]
+    report = pretrain_vision(pixels, image_tokens, params, (grid, grid), model.config.text_config.hidden_size,
+                             steps, seed=seed, canvas=2 * image_processor.size["height"])
+    (out / "vision_pretrain.txt").write_text(report.line() + "\n")
