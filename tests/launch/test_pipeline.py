@@ -21,7 +21,8 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     args = [CFG, f"run.storage_path={storage}", "run.name=pipe", f"cluster.address={ray_cluster.gcs_address}",
             # The quick start's job, shortened for CI: a smaller data set, 150 SFT steps.
             "data.synthetic.n=256", "data.synthetic.n_eval=32", "sft.max_steps=150", "sft.save_steps=150",
-            "sft.eval_steps=50", "grpo.max_steps=2", "grpo.save_steps=2", "grpo.eval_steps=1"]
+            "sft.eval_steps=50", "grpo.max_steps=2", "grpo.save_steps=2", "grpo.eval_steps=1",
+            "model.tiny.vision_pretrain_steps=100"]
     assert pipeline.main(args) == 0
     out = capsys.readouterr().out
     assert "stage" in out and "Acc@0.5" in out and "report:" in out
