@@ -68,7 +68,8 @@ def test_root_cause_unwraps_worker_failures():
 def test_a_dead_worker_is_blamed_over_the_survivors_collective_error(tmp_path):
     """Rank 1 SIGKILLed: Ray reports its death, and rank 0 fails in its next allreduce. The
     error names rank 1 (the cause), not rank 0 (the lower rank, a consequence)."""
-    from ray.exceptions import ActorDiedError, RayActorError
+    from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
     from ray.train.v2.api.exceptions import WorkerGroupError as RayWorkerGroupError
 
     from vlm_train.launch.pipeline import StageFailed
@@ -77,6 +78,11 @@ def test_a_dead_worker_is_blamed_over_the_survivors_collective_error(tmp_path):
     dead = ActorDiedError()
     assert unwrap(RayWorkerGroupError("2 workers failed", {0: collective, 1: dead})) == (1, dead)
     assert unwrap(RayWorkerGroupError("", {0: collective, 3: RayActorError(), 2: collective}))[0] == 3
+    # What Ray Train hands over for a SIGKILLed worker: its failed health check, the death inside.
+    check = WorkerHealthCheckFailedError("A worker health check failed.", ActorDiedError())
+    assert unwrap(RayWorkerGroupError("", {0: collective, 1: check})) == (1, check)
+    hung = WorkerHealthCheckFailedError("A worker health check failed.", GetTimeoutError("timed out"))
+    assert unwrap(RayWorkerGroupError("", {0: collective, 1: hung}))[0] == 0  # not a death
     # Without a death, the lowest failed rank, as before; a death inside a wrapper counts.
     assert unwrap(WorkerGroupError({2: collective, 1: ValueError("bad sample 7")}))[0] == 1
     wrapped = RuntimeError("task failed")

@@ -191,7 +191,8 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 # How Ray reports a worker process that is gone (SIGKILL, the OOM killer, a lost node), as
-# opposed to an exception the worker raised itself.
+# opposed to an exception the worker raised itself. Ray Train usually hands it over inside a
+# WorkerHealthCheckFailedError (its ``health_check_failure``; its text carries the death's).
 _DEATHS = frozenset({"RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError"})
 _DEATH_TEXT = "The actor died unexpectedly"
 
@@ -203,7 +204,7 @@ def died(exc: BaseException) -> bool:
         seen.add(id(exc))
         if _DEATHS & {c.__name__ for c in type(exc).__mro__} or _DEATH_TEXT in str(exc):
             return True
-        exc = getattr(exc, "cause", None) or exc.__cause__
+        exc = getattr(exc, "health_check_failure", None) or getattr(exc, "cause", None) or exc.__cause__
     return False
 
 
