@@ -1,5 +1,5 @@
-"""vlm_train: distributed SFT and GRPO of vision-language models (e.g. InternVL3.5, Ovis2.5) on
-Ray Train + DeepSpeed + TRL."""
+"""vlm_train: distributed SFT and GRPO of vision-language models (one folder per family under
+``vlm_train/models/``) on Ray Train + DeepSpeed + TRL."""
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """The job config: a typed tree loaded from YAML with dotted command-line overrides.
 
-    cfg = load_config("configs/debug/internvl_tiny_sft.yaml", ["sft.max_steps=4"])
+    cfg = load_config("configs/debug/<family>_tiny_sft.yaml", ["sft.max_steps=4"])
 
 Our own sections are declared below; ``sft:`` and ``grpo:`` pass straight through to TRL's
 ``SFTConfig`` / ``GRPOConfig`` (their field names are checked against TRL, so a typo is an
@@ -35,7 +35,8 @@ class FreezeConfig:
     vision: bool = False
     """Freeze the vision tower."""
     projector: bool = False
-    """Freeze the vision-to-language projector (Ovis2.5: visual head and embedding table)."""
+    """Freeze the vision-to-language projector (the family's ``module_groups["projector"]``; in a
+    family with a visual vocabulary, its visual head and embedding table)."""
     llm: bool = False
     """Freeze the language model."""
 
@@ -72,8 +73,8 @@ class TinyConfig:
     text_hidden: int = 96
     layers: int = 2
     max_tiles: int | None = None
-    """Tiles per image the tiny processor makes (InternVL); 1: the model sees one downscaled view
-    of a larger image, and only the crop tool shows it at full resolution. None: family default."""
+    """Tiles per image the tiny processor makes (families that tile); 1: the model sees one
+    downscaled view of a larger image, and only the crop tool shows it at full resolution. None: family default."""
 
 
 @dataclass
@@ -90,7 +91,7 @@ class ModelConfig:
     max_pixels: int | None = None
     """Upper bound on image pixels fed to the processor (family default when None)."""
     max_tiles: int | None = None
-    """InternVL dynamic tiling: max tiles per image (family default when None)."""
+    """Dynamic tiling (families that tile): max tiles per image (family default when None)."""
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
@@ -215,7 +216,8 @@ class ToolsConfig:
     """Crops smaller than this many pixels per side are grown around their centre."""
     thinking_budget: int | None = None
     """Rollouts: after this many sampled tokens without </think>, append the official stop text
-    (Ovis2.5's thinking-budget algorithm, applied to every family) and continue."""
+    (the model-card protocol of docs/models.md, "Thinking budget", applied to every family) and
+    continue."""
 
     @property
     def call_limit(self) -> int:
@@ -248,8 +250,8 @@ class RewardsConfig:
 class LossConfig:
     coordinate_sigma: float = 0.0
     """SFT: train coordinate-value tokens against a Gaussian of this standard deviation (in the
-    family's value units, e.g. thousandths for InternVL) around the target instead of one-hot;
-    0 = plain cross-entropy. Needs a tokenizer with one token per value (the tiny ones)."""
+    family's value units, e.g. thousandths in the ``1000`` convention) around the target instead of
+    one-hot; 0 = plain cross-entropy. Needs a tokenizer with one token per value (the tiny ones)."""
 
     def validate(self, prefix: str) -> None:
         if self.coordinate_sigma < 0:

@@ -3,7 +3,7 @@
     vlm-train cluster render --pools cluster/pools --format ray-cluster --out cluster.yaml
     vlm-train cluster render --pools cluster/pools --format kuberay-raycluster
     vlm-train cluster render --pools cluster/pools --format kuberay-rayjob \\
-        --config configs/internvl3_5/8b_lora_sft.yaml cluster.pool=h100-80gb cluster.nodes=2
+        --config configs/<family>/8b_lora_sft.yaml cluster.pool=h100-80gb cluster.nodes=2
 """
 
 from __future__ import annotations

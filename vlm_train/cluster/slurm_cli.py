@@ -1,6 +1,6 @@
 """``vlm-train slurm submit``: sbatch a job on a node pool through cluster/slurm/vlm_train.sbatch.
 
-    vlm-train slurm submit configs/internvl3_5/8b_lora_sft.yaml --pool h100-80gb --nodes 2 run.name=try1
+    vlm-train slurm submit configs/<family>/8b_lora_sft.yaml --pool h100-80gb --nodes 2 run.name=try1
     vlm-train slurm submit CONFIG --pool l40s-48gb --nodes 1 --dry-run     # print, submit nothing
 
 The sbatch directives (nodes, CPUs, memory, GPUs / gres, partition, time, account, qos,

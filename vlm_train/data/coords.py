@@ -7,10 +7,11 @@ places scale or round differently. The vocabulary has three names, the same ever
 ``coords`` column of GRPO rows, ``json_coords`` of data readers, the rewards):
 
 - ``pixels``: absolute pixels of the original image (seed data's crop calls);
-- ``1000``: integers 0-1000 relative to the original image size (e.g. InternVL3.5);
-- ``unit``: floats in [0, 1) with 3 decimals relative to the original image (e.g. Ovis2.5).
+- ``1000``: integers 0-1000 relative to the original image size;
+- ``unit``: floats in [0, 1) with 3 decimals relative to the original image.
 
-docs/models.md gives the public sources of each family's convention.
+Each family's ``coords`` names its convention; docs/models.md gives which family uses which and
+the public sources.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def sample_stats(samples: list[Sample]) -> dict[str, Any]:
 
 
 def _repeat(samples: list[Sample], factor: float) -> list[Sample]:
-    """``factor`` copies; a fractional part takes the first share of the samples (InternVL's
-    repeat_time < 1 subsamples the same way)."""
+    """``factor`` copies; a fractional part takes the first share of the samples (a meta
+    file's repeat_time < 1 subsamples the same way in the official loader; docs/models.md)."""
     whole = int(factor)
     extra = round((factor - whole) * len(samples))
     return samples * whole + samples[:extra]
@@ -239,7 +239,7 @@ def _keep(sample: Sample, validator: Validator, validate: bool, collect: _Collec
 
 
 def _apply_repeats(samples: list[Sample], factor: float) -> list[Sample]:
-    """Per dataset of an InternVL meta file its repeat_time, times the source's own repeat."""
+    """Per dataset of a conversations_meta file its repeat_time, times the source's own repeat."""
     groups: dict[Any, list[Sample]] = {}
     for s in samples:
         groups.setdefault((s.meta.get("dataset"), s.meta.get("repeat", 1)), []).append(s)

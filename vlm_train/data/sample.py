@@ -4,8 +4,8 @@ One shape for all formats so that readers, validation, the crop tool, rewards an
 families' input builders never know which file format a sample came from.
 
 Coordinates: every ``Box`` is in pixels of the *original* image it refers to
-(x1, y1, x2, y2, top-left origin). Family-specific text formats (InternVL 0-1000,
-Ovis2.5 [0,1)) are produced and parsed in ``vlm_train.data.coords`` and the families.
+(x1, y1, x2, y2, top-left origin). Family-specific text formats (0-1000,
+[0,1), ...) are produced and parsed in ``vlm_train.data.coords`` and the families.
 """
 
 from __future__ import annotations

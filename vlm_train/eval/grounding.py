@@ -1,4 +1,5 @@
-"""Grounding evaluation: Acc@0.5 and mean IoU on held-out samples (InternVL's RefCOCO protocol).
+"""Grounding evaluation: Acc@0.5 and mean IoU on held-out samples (the RefCOCO protocol of
+docs/models.md).
 
 Greedy decoding (one beam, ``max_new_tokens`` 100 by default), the sample's own prompt, the
 family's box parser on the answer; a completion with no box scores IoU 0 (the protocol's

@@ -1,7 +1,7 @@
 """The evaluation job (``python -m jobs.evaluate CONFIG``): named grounding sets, sharded over
 the pool's workers through Ray (one model per worker), merged deterministically.
 
-Each set is scored with InternVL's RefCOCO protocol (vlm_train/eval/grounding.py): Acc@0.5, mean
+Each set is scored with the RefCOCO protocol (docs/models.md; vlm_train/eval/grounding.py): Acc@0.5, mean
 IoU, box validity. Sets whose samples carry every shape of the image (synthetic ones) also get
 Acc@0.5 by number of shapes, the random-shape baseline and the named-shape share. Outputs in
 ``evaluation.out`` (default ``<run dir>/evaluate``): ``report.json``, ``predictions/<set>.jsonl``,

@@ -1,4 +1,4 @@
-"""Grounding metrics: IoU, Acc@0.5 (InternVL's RefCOCO protocol), mean IoU, per-group splits and
+"""Grounding metrics: IoU, Acc@0.5 (the RefCOCO protocol of docs/models.md), mean IoU, per-group splits and
 the random-shape baseline.
 
 Boxes are original-image pixels (x1, y1, x2, y2), as ``vlm_train.data.sample.Box`` or any
@@ -17,8 +17,8 @@ from vlm_train.data.sample import Box
 BoxLike = Box | Sequence[float]
 
 ACC_IOU = 0.5
-"""The RefCOCO protocol counts a prediction correct at IoU >= 0.5 (``>=``, as InternVL's script;
-VLM-R1 uses ``>``)."""
+"""The RefCOCO protocol counts a prediction correct at IoU >= 0.5 (``>=``, as the official script of
+docs/models.md, "RefCOCO protocol"; VLM-R1 uses ``>``)."""
 
 
 def _coords(b: BoxLike) -> tuple[float, float, float, float] | None:

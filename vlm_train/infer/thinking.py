@@ -1,4 +1,4 @@
-"""Generation with a thinking budget (the Ovis2.5 protocol, docs/models.md "Thinking budget"),
+"""Generation with a thinking budget (the model-card protocol, docs/models.md "Thinking budget"),
 batched, any family: the texts come from the family's ``ChatFormat``.
 
 Phase 1 generates at most ``budget`` tokens. A row whose phase-1 output holds the end of

@@ -102,7 +102,8 @@ class InputBuilder(Protocol):
 
 def concat_visuals(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Vision tensors of several samples as one batch's: each key concatenated along dim 0 in
-    sample order (InternVL tiles; Ovis2.5 patch rows and grid rows)."""
+    sample order (e.g. a tiled family's tiles; a native-resolution family's patch rows and grid
+    rows)."""
     import torch
 
     keys = list(dict.fromkeys(k for p in parts for k in p))

@@ -22,8 +22,8 @@ class ChatFormat:
         tool_call_open, tool_call_close: wrap a tool call's JSON.
         tool_response_open, tool_response_close: wrap a tool response inside a user turn.
         budget_stop_text: appended verbatim when a thinking budget runs out before
-            ``think_close``. The default is the text of Ovis2.5's model card (docs/models.md,
-            "Thinking budget"); rollouts use the same protocol for every family.
+            ``think_close``. The default is the text of the model card that defines the protocol
+            (docs/models.md, "Thinking budget"); rollouts use the same protocol for every family.
     """
 
     turn_start: str = "<|im_start|>"
@@ -55,7 +55,8 @@ class ChatFormat:
         return self.header("assistant") + ("" if enable_thinking else self.empty_think)
 
     def tool_call(self, name: str, arguments: dict) -> str:
-        """A tool call as the model writes it (Qwen3 style JSON inside the call tags)."""
+        """A tool call as the model writes it (name/arguments JSON inside the call tags; docs/models.md,
+        "Chat templates, tool calls and tool responses")."""
         return f"{self.tool_call_open}{json.dumps({'name': name, 'arguments': arguments})}{self.tool_call_close}"
 
     def tool_response_open_text(self) -> str:

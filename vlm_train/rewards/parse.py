@@ -386,7 +386,7 @@ def parse_rollout(
 
 
 def refcoco_protocol_box(text: str, width: float, height: float) -> Box:
-    """The box the RefCOCO evaluation script of InternVL reads from a response (docs/models.md,
+    """The box the official RefCOCO evaluation script reads from a response (docs/models.md,
     "RefCOCO protocol").
 
     Equivalent to the first match of ``\\[*\\[(.*?),(.*?),(.*?),(.*?)\\]\\]*`` (no DOTALL) read as

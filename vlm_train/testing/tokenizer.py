@@ -1,8 +1,9 @@
-"""Offline tiny tokenizers: a byte-level BPE trained on a small corpus, Qwen-style.
+"""Offline tiny tokenizers: a byte-level BPE trained on a small corpus, shaped like the real
+checkpoints' language-model tokenizer.
 
 There is no model hub on the test machines, so every family's tiny checkpoint carries a
-tokenizer built here: Qwen2's pre-tokenizer regex (digits split one per token, which the
-CPU-learning experiment showed matters most for box coordinates), byte-level BPE, and the
+tokenizer built here: the real tokenizer's pre-tokenizer regex (digits split one per token, which
+the CPU-learning experiment showed matters most for box coordinates), byte-level BPE, and the
 family's special tokens appended after the learned vocabulary in the family's own order.
 """
 
@@ -12,8 +13,9 @@ from collections.abc import Iterable, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-# Qwen2's pre-tokenization pattern (public fact of the Qwen2 tokenizer): contractions,
-# letters, single digits, punctuation runs, newlines, spaces.
+# The real checkpoints' pre-tokenization pattern (a public fact of their language model's
+# tokenizer; the family folders name it): contractions, letters, single digits, punctuation
+# runs, newlines, spaces.
 SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"

@@ -2,8 +2,9 @@
 
 Why a subclass and ``rollout_func`` rather than TRL's ``tools=`` / ``environment_factory``:
 TRL's tool loop re-renders prompts with ``processing_class.apply_chat_template`` and
-re-processes images with the processor's image processor, in shapes that fit Qwen-style
-processors. Neither InternVL's tiles nor Ovis2.5's negative-id visual atoms survive that.
+re-processes images with the processor's image processor, in shapes that fit only some families'
+processors. Neither a tiled family's tiles nor visual atoms with negative placeholder ids
+(docs/models.md, the family sections) survive that.
 So the rollout is ours (``vlm_train.train.rollout``: exact ids, crop made from the original
 image, tool-turn tokens masked via TRL's ``env_mask``), and so is the forward that scores
 the rollouts: ``_get_per_token_logps_and_entropies`` looks each row up by its index in the
@@ -101,7 +102,7 @@ class VLMGRPOTrainer(StepProfile, GRPOTrainer):
         pad = self.rollout.pad
         out_prompt, out_completion, masks, messages = [], [], [], []
         for r in rows:
-            # TRL decodes and pads these: negative placeholder ids (Ovis2.5 atoms) travel as pad
+            # TRL decodes and pads these: negative placeholder ids (a family's visual atoms) travel as pad
             # ids, and the true ids are restored from the row table in the forward below.
             safe_p = [t if t >= 0 else pad for t in r.prompt_ids]
             safe_c = [t if t >= 0 else pad for t in r.completion_ids]

@@ -6,7 +6,8 @@ of a global batch (all micro-batches of an optimizer step, all ranks) is
 
 - ``token`` (p = 0, TRL's default): every learned token counts the same; long answers weigh more.
 - ``sample`` (p = 1): the mean over samples of each sample's mean token loss.
-- ``square`` (p = 0.5, InternVL's ``loss_reduction: square``): in between.
+- ``square`` (p = 0.5, the ``loss_reduction: square`` of a family's official fine-tuning code): in
+  between.
 
 Weights belong to samples, not rows, so the loss of a packed batch equals the loss of the
 same samples padded. A sample's first token never has a label: in a padded row the causal

@@ -1,7 +1,7 @@
 """Resuming a trainer's weights the way they were saved.
 
 transformers 5 writes a checkpoint's ``model.safetensors`` with ``save_pretrained``, which
-renames parameters back to the checkpoint layout of the original release (InternVL:
+renames parameters back to the checkpoint layout of the original release (e.g.
 ``language_model.model.layers...`` for ``model.language_model.layers...``). The Trainer's own
 resume path (without DeepSpeed, whose checkpoint holds its own module names) reads the file
 with a plain non-strict ``load_state_dict``: every key misses, nothing is loaded, and the

@@ -67,7 +67,8 @@ def split_batch(batch: dict[str, Any], row: int = 0) -> tuple[list[int], dict[st
 
 
 def merge_mm(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate per-image tensors in order (pixel rows/tiles and, e.g. for Ovis2.5, grid rows)."""
+    """Concatenate per-image tensors in order (pixel rows/tiles and, e.g. for a native-resolution
+    family, grid rows)."""
     keys = {k for p in parts for k in p}
     return {k: torch.cat([p[k] for p in parts if k in p]) for k in sorted(keys)}
 

@@ -22,8 +22,9 @@ Writer = Callable[[list[Sample], str | Path], None]
 
 FORMATS: dict[str, tuple[Reader, Writer]] = {
     # Named after the file layouts, not the models that publish data in them: any family trains
-    # on any format (the LLaVA-style "conversations" records of the InternVL and Ovis repos, and
-    # the meta file naming several such annotation files).
+    # on any format (the LLaVA-style "conversations" records of the official fine-tuning data of
+    # several families, and the meta file naming several such annotation files; docs/models.md,
+    # "Seed data formats").
     "conversations": (conversations.read, conversations.write),
     "conversations_meta": (conversations_meta.read, conversations_meta.write),
     "toolqa": (toolqa.read, toolqa.write),

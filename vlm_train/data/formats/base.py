@@ -26,7 +26,7 @@ class ReadOptions:
         prompt: family grounding prompt for a phrase (RefCOCO).
         json_coords: coordinate system of JSON crop calls in assistant text.
         roots: the configured roots (``data.image_roots``); a root a format names itself
-            (an InternVL meta file's ``root``) must resolve inside one of them or inside
+            (a conversations_meta file's ``root``) must resolve inside one of them or inside
             ``root_for(path)``, so a data file can never widen the roots it was given.
     """
 

@@ -1,9 +1,9 @@
-"""Ovis / InternVL conversation files (docs/models.md, "Seed data formats").
+"""LLaVA-style conversation files (docs/models.md, "Seed data formats").
 
 One record: ``{"id", "image": path | [paths], "video": path, "conversations": [{"from":
-"system"|"human"|"gpt", "value": "<image>\\n..."}]}`` in JSONL, a JSON list, or Ovis' wrapped
-``{"conversations": [record, ...]}``. Both families' files have this shape, so one module
-reads and writes both. ``<image>`` / ``<video>`` placeholders become typed parts in place;
+"system"|"human"|"gpt", "value": "<image>\\n..."}]}`` in JSONL, a JSON list, or the wrapped
+``{"conversations": [record, ...]}``. Several families publish files of this shape, so one
+module reads and writes them all. ``<image>`` / ``<video>`` placeholders become typed parts in place;
 crop calls in gpt turns become real tool calls.
 """
 
@@ -82,7 +82,8 @@ def record_to_sample(obj: Any, source: str, line: int, opts: ReadOptions) -> Sam
         n = _count(turns, token, ("user", "system"))
         first_user = next((t for t in turns if ROLES_IN[t["from"]] == "user"), None)
         if n == 0 and len(media) == 1 and first_user is not None:
-            # InternVL's own loader puts a lone image in front of the first question.
+            # The official loader of this layout puts a lone image in front of the first question
+            # (docs/models.md, "Seed data formats").
             first_user["value"] = f"{token}\n" + first_user["value"]
             n = 1
         if n != len(media):

@@ -1,5 +1,5 @@
-"""A meta JSON naming several conversation datasets (the layout of InternVL's fine-tuning meta
-files; docs/models.md, "Seed data formats").
+"""A meta JSON naming several conversation datasets (the layout of a family's official
+fine-tuning meta files; docs/models.md, "Seed data formats").
 
 ``{name: {"root": image_dir, "annotation": file.jsonl, "data_augment": false,
 "repeat_time": 1, "length": N}}``. Relative ``root`` and ``annotation`` paths are taken

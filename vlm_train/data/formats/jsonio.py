@@ -45,7 +45,7 @@ def read_records(path: str | Path, unwrap_key: str | None = None) -> Iterator[Re
 
     A JSON list yields its items (line = where each item starts); a single object yields
     itself once at line 1, or, when ``unwrap_key`` names a list of objects that themselves
-    hold ``unwrap_key`` (Ovis' wrapped variant ``{"conversations": [sample, ...]}``), the
+    hold ``unwrap_key`` (the wrapped variant ``{"conversations": [sample, ...]}``), the
     items of that list; JSONL yields one record per non-blank line.
     """
     source = str(path)

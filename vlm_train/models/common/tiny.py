@@ -1,5 +1,7 @@
-"""Steps every family's ``tiny()`` shares: the ChatML tokenizer, the small Qwen3 language model's
-shape, and saving the checkpoint as an ordinary directory (docs/models.md, "Tiny models on CPU").
+"""Steps every family's ``tiny()`` shares: the ChatML tokenizer, the small language model's
+shape (the real checkpoints' language model, scaled down; each family's ``tiny.py`` names its
+``model_type``), and saving the checkpoint as an ordinary directory (docs/models.md, "Tiny models
+on CPU").
 
 Each family keeps what differs (its special tokens, vision tower, processor and config class).
 """
@@ -30,8 +32,8 @@ def chatml_tokenizer(
 
 
 def text_config(tokenizer: Any, hidden: int, layers: int, **extra: Any) -> dict[str, Any]:
-    """The tiny language model (Qwen3-shaped: 4 heads, 2 KV heads, MLP twice as wide) sized to
-    ``tokenizer``; ``extra`` adds or overrides fields (model_type, rope, tying)."""
+    """The tiny language model (the real language model's shape: 4 heads, 2 KV heads, MLP
+    twice as wide) sized to ``tokenizer``; ``extra`` adds or overrides fields (model_type, rope, tying)."""
     pad, eos = tokenizer.convert_tokens_to_ids(PAD), tokenizer.convert_tokens_to_ids(EOS)
     return dict(
         vocab_size=len(tokenizer),

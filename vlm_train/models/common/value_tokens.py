@@ -1,6 +1,6 @@
 """Initialise the rows of number tokens from their values (for tiny models trained from scratch).
 
-A tokenizer with one token per coordinate value ("0".."1000" for InternVL's boxes) gives a
+A tokenizer with one token per coordinate value ("0".."1000" for boxes in the ``1000`` convention) gives a
 random model 1001 unrelated embeddings: nothing tells it that 412 lies next to 413, so every
 value must be learned on its own and boxes stay far from the image for thousands of steps.
 Writing sinusoidal features of the value (as Transformer position encodings, Vaswani et al.

@@ -1,4 +1,16 @@
-"""InternVL3.5 through transformers' native InternVLForConditionalGeneration (-HF checkpoints)."""
+"""InternVL3.5 through transformers' native InternVLForConditionalGeneration (-HF checkpoints).
+
+Facts about this family that family-neutral modules rely on without naming it:
+
+- ``sft.loss_weighting: square`` (vlm_train/train/loss_weights.py) is the official fine-tuning
+  code's ``loss_reduction: square``.
+- ``save_pretrained`` writes this class's ``model.language_model.layers...`` back as the
+  release's ``language_model.model.layers...``, which is why resumed weights go through
+  ``from_pretrained`` (vlm_train/train/resume.py).
+- Dynamic tiling (``model.max_tiles``, ``model.tiny.max_tiles``) is this family's; the
+  ``conversations_meta`` format is the layout of its fine-tuning meta files, and the RefCOCO
+  protocol is its evaluation script (docs/models.md).
+"""
 
 from __future__ import annotations
 

@@ -110,6 +110,7 @@ FAMILY = Family(
     find_boxes=find_boxes,
     module_groups={
         "vision": ["visual_tokenizer.vit"],
+        # The visual head and the visual embedding table (what ``freeze.projector`` freezes).
         "projector": ["visual_tokenizer.head", "vte"],
         "llm": ["llm"],
     },

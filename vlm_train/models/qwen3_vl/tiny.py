@@ -4,6 +4,9 @@ Same architecture as the real checkpoints (ViT with 2D RoPE + DeepStack merger +
 M-RoPE), scaled down: patch 8 with the 2x2 merge, so each visual token covers 16x16 pixels, and images
 are resized to at most ``image_size`` squared pixels (64: a 64x64 image is 16 visual tokens). Saved as an ordinary checkpoint directory
 (safetensors + processor), so every code path that loads a real checkpoint loads this one too.
+
+The tiny tokenizers' pre-tokenizer regex (``vlm_train.testing.tokenizer.SPLIT_PATTERN``) is the
+Qwen2 tokenizer's, which the Qwen3 tokenizer of every family's language model keeps.
 """
 
 from __future__ import annotations
