@@ -14,6 +14,11 @@ whether each finished run's loss history equals an uninterrupted run's, step for
   truncated   the job stopped after checkpoint 4, a shard of it cut to half, then resubmitted
   exhausted   rank 1 SIGKILLed at step 5 in two attempts with run.max_failures=1: exit 1, resubmitted
   driver      the driver SIGKILLed after step 5 (workers die with it), then the job resubmitted
+
+A Ray worker node lost is measured where there are two Ray nodes, not here (one head):
+tests/cluster/test_multinode.py::test_a_lost_worker_node_costs_at_most_the_steps_since_the_last_checkpoint
+SIGKILLs the node holding one training worker mid-step 4, adds a replacement node, and prints
+its row (pytest -s).
 """
 
 from __future__ import annotations

@@ -344,6 +344,8 @@ class RunConfig:
     max_failures: int = 0
     """Worker-group restarts from the last checkpoint before the run fails (-1: forever)."""
     checkpoints_to_keep: int | None = 2
+    """Checkpoints kept per stage in storage, the newest whole ones (None: all); what faults left
+    (half-written folders, ones Ray never registered) is pruned too (vlm_train/train/prune.py)."""
     seed: int = 42
     fail_at_step: int | None = None
     """Testing aid: raise in every worker at this global step once (a simulated crash)."""

@@ -75,6 +75,29 @@ class LocalMultiNode:
         return subprocess.run([sys.executable, "-m", "vlm_train.cluster.wrapper_helper", *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
+    def helper_popen(self, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+        """``helper`` in the background (stdout and stderr to pipes, text)."""
+        return subprocess.Popen([sys.executable, "-m", "vlm_train.cluster.wrapper_helper", *args], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+
+    def kill_node(self, index: int) -> set[int]:
+        """Lose node ``index`` the way a machine is lost: SIGKILL, at once, of its ``ray start``
+        and every process under it (raylet, agents, workers); no drain, nothing cleaned up.
+        Returns the pids killed. Never the head (index 0): it holds the cluster."""
+        import psutil
+
+        assert index > 0, "the head is the cluster"
+        top = psutil.Process(self.procs[index].pid)
+        procs = [top, *top.children(recursive=True)]
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=30)
+        self.procs[index].wait()
+        return {p.pid for p in procs}
+
     def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=timeout)
 

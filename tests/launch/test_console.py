@@ -65,6 +65,35 @@ def test_root_cause_unwraps_worker_failures():
     assert unwrap(cause) == (None, cause)
 
 
+def test_a_dead_worker_is_blamed_over_the_survivors_collective_error(tmp_path):
+    """Rank 1 SIGKILLed: Ray reports its death, and rank 0 fails in its next allreduce. The
+    error names rank 1 (the cause), not rank 0 (the lower rank, a consequence)."""
+    from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+    from ray.train.v2.api.exceptions import WorkerGroupError as RayWorkerGroupError
+
+    from vlm_train.launch.pipeline import StageFailed
+
+    collective = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+    dead = ActorDiedError()
+    assert unwrap(RayWorkerGroupError("2 workers failed", {0: collective, 1: dead})) == (1, dead)
+    assert unwrap(RayWorkerGroupError("", {0: collective, 3: RayActorError(), 2: collective}))[0] == 3
+    # What Ray Train hands over for a SIGKILLed worker: its failed health check, the death inside.
+    check = WorkerHealthCheckFailedError("A worker health check failed.", ActorDiedError())
+    assert unwrap(RayWorkerGroupError("", {0: collective, 1: check})) == (1, check)
+    hung = WorkerHealthCheckFailedError("A worker health check failed.", GetTimeoutError("timed out"))
+    assert unwrap(RayWorkerGroupError("", {0: collective, 1: hung}))[0] == 0  # not a death
+    # Without a death, the lowest failed rank, as before; a death inside a wrapper counts.
+    assert unwrap(WorkerGroupError({2: collective, 1: ValueError("bad sample 7")}))[0] == 1
+    wrapped = RuntimeError("task failed")
+    wrapped.cause = RuntimeError("The actor died unexpectedly before finishing this task.")
+    assert unwrap(WorkerGroupError({0: collective, 1: wrapped}))[0] == 1
+    run = RunDir(tmp_path / "run")
+    msg = str(StageFailed("sft", RayWorkerGroupError("", {0: collective, 1: dead}), run, max_failures=2))
+    assert msg.startswith("sft failed on rank 1 after 2 restarts (run.max_failures=2): ActorDiedError: The actor died")
+    assert msg.splitlines()[-1] == f"full log: {run.worker_log('sft', 1)}"
+
+
 def test_stage_failure_names_the_worker_exception_and_its_log(tmp_path):
     from vlm_train.launch.pipeline import StageFailed
 

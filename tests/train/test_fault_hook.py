@@ -13,9 +13,9 @@ from vlm_train.train.fault_hook import Fault, FaultHookCallback, fault_hook, par
 
 
 def test_grammar_and_errors():
-    assert parse_faults("step@3, save@4:rank=0,step@5:times=2") == [
-        Fault("step", 3), Fault("save", 4, rank=0), Fault("step", 5, times=2)]
-    for bad, why in [("boom@3", "phase must be one of step, save"), ("step@x", "invalid literal"),
+    assert parse_faults("step@3, save@4:rank=0,step@5:times=2,hold@4:rank=0") == [
+        Fault("step", 3), Fault("save", 4, rank=0), Fault("step", 5, times=2), Fault("hold", 4, rank=0)]
+    for bad, why in [("boom@3", "phase must be one of step, save, hold"), ("step@x", "invalid literal"),
                      ("step@3:when=1", "unknown option 'when'")]:
         with pytest.raises(ValueError, match=rf"VLM_TRAIN_TEST_FAULTS: bad fault '{bad}' \(.*{why}"):
             parse_faults(bad)
@@ -25,9 +25,29 @@ def test_off_unless_set_and_counted_per_attempt(tmp_path, monkeypatch):
     monkeypatch.delenv("VLM_TRAIN_TEST_FAULTS", raising=False)
     assert fault_hook(0, tmp_path, tmp_path) == []
     hook = FaultHookCallback(parse_faults("step@3:times=2,step@4:rank=0"), rank=1, counts_dir=tmp_path, storage=tmp_path)
-    assert not hook._arm("step", 4)  # rank 0's fault
+    assert hook._arm("step", 4) is None  # rank 0's fault
     # Each attempt that reaches step 3 arms it once (the count file survives the kill), twice in all.
-    assert [hook._arm("step", 3) for _ in range(3)] == [True, True, False]
+    assert [hook._arm("step", 3) is not None for _ in range(3)] == [True, True, False]
+
+
+def test_hold_says_where_the_worker_is_then_waits_once(tmp_path, monkeypatch):
+    import os
+    import types
+
+    from vlm_train.train import fault_hook as fh
+
+    slept = []
+    monkeypatch.setattr(fh, "_wait", slept.append)
+    hook = FaultHookCallback(parse_faults("hold@4:rank=0"), rank=0, counts_dir=tmp_path, storage=tmp_path)
+    state = types.SimpleNamespace(global_step=3)
+    hook.on_pre_optimizer_step(None, types.SimpleNamespace(global_step=2), None)  # step 3: not held
+    assert slept == [] and not list(tmp_path.glob("*.held"))
+    hook.on_pre_optimizer_step(None, state, None)
+    assert slept == [fh.HOLD_S]
+    held = json.loads((tmp_path / "0.hold@4.held").read_text())
+    assert held["pid"] == os.getpid()
+    hook.on_pre_optimizer_step(None, state, None)  # the restarted attempt goes through step 4
+    assert slept == [fh.HOLD_S]
 
 
 def test_rows_from_records(tmp_path):

@@ -190,6 +190,34 @@ def root_cause(exc: BaseException) -> BaseException:
     return unwrap(exc)[1]
 
 
+# How Ray reports a worker process that is gone (SIGKILL, the OOM killer, a lost node), as
+# opposed to an exception the worker raised itself. Ray Train usually hands it over inside a
+# WorkerHealthCheckFailedError (its ``health_check_failure``; its text carries the death's).
+_DEATHS = frozenset({"RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError"})
+_DEATH_TEXT = "The actor died unexpectedly"
+
+
+def died(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says its worker died rather than failed."""
+    seen: set[int] = set()
+    while isinstance(exc, BaseException) and id(exc) not in seen:
+        seen.add(id(exc))
+        if _DEATHS & {c.__name__ for c in type(exc).__mro__} or _DEATH_TEXT in str(exc):
+            return True
+        exc = getattr(exc, "health_check_failure", None) or getattr(exc, "cause", None) or exc.__cause__
+    return False
+
+
+def failed_rank(failures: dict[int, BaseException]) -> int:
+    """The rank to blame among a worker group's failures: a worker that died, else the lowest.
+
+    When one worker dies, the others fail too, in their next collective (a gloo/NCCL
+    connection error): those are its consequence; the dead worker is the cause.
+    """
+    dead = [r for r in sorted(failures) if died(failures[r])]
+    return dead[0] if dead else min(failures)
+
+
 def unwrap(exc: BaseException) -> tuple[int | None, BaseException]:
     """(rank of the failed worker, or None when no worker is named; its own exception)."""
     rank, seen = None, set()
@@ -197,7 +225,7 @@ def unwrap(exc: BaseException) -> tuple[int | None, BaseException]:
         seen.add(id(exc))
         failures = getattr(exc, "worker_failures", None)
         if failures:
-            rank = min(failures)
+            rank = failed_rank(failures)
             exc = failures[rank]
             continue
         inner = getattr(exc, "cause", None) or getattr(exc, "controller_failure", None) or exc.__cause__

@@ -26,10 +26,16 @@ class RayCheckpointCallback(TrainerCallback):
     checkpoint, and Ray would hold two entries for one path: evicting the old one deletes the
     new one. Ray uses rank 0's name for every rank (it broadcasts it), and rank 0 looks before
     any rank of this save has uploaded.
+
+    After each save rank 0 applies ``run.checkpoints_to_keep`` to every checkpoint folder of
+    the stage, the ones Ray never registered too (vlm_train/train/prune.py); ``resumed``
+    (set by the loop) is the one this attempt resumed from, never deleted.
     """
 
-    def __init__(self, storage: Path | None = None):
+    def __init__(self, storage: Path | None = None, keep: int | None = None):
         self.storage = Path(storage) if storage is not None else None
+        self.keep = keep
+        self.resumed: Path | None = None
 
     def dir_name(self, step: int) -> str:
         name = f"checkpoint-{step:06d}"
@@ -58,6 +64,12 @@ class RayCheckpointCallback(TrainerCallback):
         )
         # The persisted copy lives in Ray storage now; keep local disk small.
         shutil.rmtree(ckpt, ignore_errors=True)
+        # Every rank has passed this save's name barrier, so none still reads the checkpoint it
+        # resumed from; others may still be uploading this save, which is newer than anything pruned.
+        if self.storage is not None and args.process_index == 0:
+            from vlm_train.train.prune import prune_checkpoints
+
+            prune_checkpoints(self.storage, self.keep, protect=[self.resumed] if self.resumed else [])
 
 
 class ThroughputCallback(TrainerCallback):
@@ -124,5 +136,5 @@ def stage_callbacks(cfg, stage: str) -> tuple[list[TrainerCallback], StopAtStepC
 
     stopper = StopAtStepCallback(cfg.run.stop_at_step)
     hook = fault_hook(int(os.environ.get("RANK", "0")), cfg.run_dir.work(stage) / "faults", cfg.run_dir.ray_stage(stage))
-    return [*hook, RayCheckpointCallback(cfg.run_dir.ray_stage(stage)), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
+    return [*hook, RayCheckpointCallback(cfg.run_dir.ray_stage(stage), cfg.run.checkpoints_to_keep), FaultInjectionCallback(cfg.run.fail_at_step, cfg.run_dir.failure_marker(stage)), stopper,
             ProgressCallback(cfg.run_dir.progress(stage))], stopper

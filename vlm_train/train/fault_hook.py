@@ -1,4 +1,5 @@
-"""TEST HOOK, not a user setting: SIGKILL a training worker at a chosen step or save.
+"""TEST HOOK, not a user setting: SIGKILL a training worker at a chosen step or save, or hold
+it there while the test does the killing (of its whole node, say).
 
 Off unless the driver's environment sets ``VLM_TRAIN_TEST_FAULTS`` (the launcher forwards it to
 the workers, vlm_train.launch.ray_env); the fault tests and benchmarks/faults.py set it. The
@@ -10,6 +11,10 @@ Grammar: faults separated by commas, each ``PHASE@STEP[:rank=R][:times=N]``:
     step@3            SIGKILL rank 1 during step 3 (after backward, before the optimizer step)
     save@4:rank=0     SIGKILL rank 0 while checkpoint 4 is being written to Ray storage
     step@3:times=2    the same fault in the first 2 attempts that reach it (default 1)
+    hold@4:rank=0     rank 0 stops during step 4 (where step@4 would kill it) and writes
+                      ``work/<stage>/faults/<i>.hold@4.held`` (its pid and node); it goes on
+                      after HOLD_S, unless the test has ended it (the other ranks wait for it
+                      in their next collective meanwhile)
 
 A fault fires in at most ``times`` attempts: a count file per fault under
 ``work/<stage>/faults/`` survives the restart that the kill causes.
@@ -28,8 +33,9 @@ from transformers import TrainerCallback
 
 from vlm_train.launch.ray_env import FAULTS_ENV as ENV
 
-PHASES = ("step", "save")
+PHASES = ("step", "save", "hold")
 SAVE_WAIT_S = 60.0
+HOLD_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,10 @@ def _kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 class FaultHookCallback(TrainerCallback):
     """Fires the faults of ``VLM_TRAIN_TEST_FAULTS`` meant for this rank. Goes before the
     Ray checkpoint callback, whose ``on_save`` blocks in ``ray.train.report``."""
@@ -72,8 +82,9 @@ class FaultHookCallback(TrainerCallback):
         self.faults = [(i, f) for i, f in enumerate(faults) if f.rank == rank]
         self.counts_dir, self.storage = Path(counts_dir), Path(storage)
 
-    def _arm(self, phase: str, step: int) -> bool:
-        """True (and counted) when a fault of ``phase`` at ``step`` fires in this attempt."""
+    def _arm(self, phase: str, step: int) -> int | None:
+        """The fault's index (and counted) when a fault of ``phase`` at ``step`` fires in this
+        attempt, else None."""
         for i, f in self.faults:
             if f.phase != phase or f.step != step:
                 continue
@@ -83,16 +94,31 @@ class FaultHookCallback(TrainerCallback):
                 continue
             self.counts_dir.mkdir(parents=True, exist_ok=True)
             count.write_text(str(done + 1))
-            return True
-        return False
+            return i
+        return None
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         # global_step counts finished steps: this is step global_step + 1, its gradients reduced.
-        if self._arm("step", state.global_step + 1):
+        if self._arm("step", state.global_step + 1) is not None:
             _kill()
+        i = self._arm("hold", state.global_step + 1)
+        if i is not None:
+            self._hold(self.counts_dir / f"{i}.hold@{state.global_step + 1}.held")
+
+    def _hold(self, marker: Path) -> None:
+        """Say where this worker is (the test kills its node, or anything else), then wait."""
+        import json
+
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        tmp = marker.with_name(f".{marker.name}.tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "node_id": node, "time": time.time()}))
+        tmp.replace(marker)
+        _wait(HOLD_S)
 
     def on_save(self, args, state, control, **kwargs):
-        if not self._arm("save", state.global_step):
+        if self._arm("save", state.global_step) is None:
             return
         # Die once the checkpoint's upload to Ray storage has begun (ray.train.report, next
         # callback): the storage folder then holds part of it and Ray never registers it.

@@ -11,7 +11,7 @@ from typing import Any
 
 from vlm_train.config import JobConfig
 from vlm_train.runstate import write_json_atomic
-from vlm_train.train.callbacks import StopAtStepCallback
+from vlm_train.train.callbacks import RayCheckpointCallback, StopAtStepCallback
 from vlm_train.train.final import save_final
 from vlm_train.train.resume import choose_checkpoint, install_weight_resume
 from vlm_train.train.trust import check_trusted
@@ -61,6 +61,9 @@ def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
             result = trainer.train()
         else:
             check_trusted(d, cfg.run_dir.root)
+            for cb in trainer.callback_handler.callbacks:  # pruning spares the one resumed from
+                if isinstance(cb, RayCheckpointCallback):
+                    cb.resumed = Path(d)
             start = int(json.loads((Path(d) / "trainer_state.json").read_text())["global_step"])
             log.info("resuming %s from checkpoint at step %d (%s)", stage, start, d)
             record_start(cfg, info, stage, start, latest=latest_name, chosen=Path(d).name)

@@ -12,6 +12,7 @@ with a plain non-strict ``load_state_dict``: every key misses, nothing is loaded
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ def install_weight_resume(trainer: Any) -> Any:
 # ---- which checkpoint to resume: never a truncated or half-written one ----------------------
 
 MANIFEST = "MANIFEST.rank{rank}.json"
+
+
+def checkpoint_key(name: str) -> tuple[int, int] | None:
+    """(step, re-save number) of a ``checkpoint-NNNNNN[.K]`` folder name, None for any other:
+    the order of a stage's checkpoints (``.10`` after ``.9``, which names alone would not give)."""
+    m = re.fullmatch(r"checkpoint-(\d+)(?:\.(\d+))?", name)
+    return (int(m[1]), int(m[2] or 0)) if m else None
 
 
 def write_manifest(ckpt_dir: str | Path, rank: int, world_size: int = 1) -> None:
@@ -103,9 +111,11 @@ def choose_checkpoint(latest: str | Path | None, stage_dir: str | Path) -> Path 
         latest = Path(latest)
         if not any(latest.glob("MANIFEST.rank*.json")) and (latest / "trainer_state.json").is_file():
             return latest  # reported by a version that wrote no manifests: Ray registered it whole
-    folders = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    folders = [p for p in Path(stage_dir).glob("checkpoint-*") if p.is_dir() and checkpoint_key(p.name)]
     if latest is not None and latest not in folders:
-        folders = sorted([*folders, latest], key=lambda p: p.name, reverse=True)
+        folders.append(latest)
+    # Ray's latest under another name (a downloaded copy of remote storage) is tried first.
+    folders.sort(key=lambda p: checkpoint_key(p.name) or (float("inf"), 0), reverse=True)
     for cand in folders:
         why = checkpoint_problem(cand)
         if why is None:
