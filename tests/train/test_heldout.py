@@ -36,8 +36,10 @@ def test_crop_tool_policies_are_scored_on_their_answers(monkeypatch):
         seen["tools"], seen["roots"] = tools, image_roots
         return [[call, answer[s.id]] for s in shard], [1] * len(shard)
 
-    monkeypatch.setattr(heldout, "generate_with_tool", with_tool)
-    monkeypatch.setattr(heldout, "generate_texts", lambda *a, **k: [call] * len(a[4]))
+    from vlm_train.eval import grounding
+
+    monkeypatch.setattr(grounding, "generate_with_tool", with_tool)
+    monkeypatch.setattr(grounding, "generate_texts", lambda *a, **k: [call] * len(a[4]))
     import trl.models
 
     @contextlib.contextmanager

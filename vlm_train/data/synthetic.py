@@ -203,6 +203,13 @@ def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Ima
     return im
 
 
+def render_scene(rng: random.Random, image_size: int, max_shapes: int) -> tuple[Image.Image, Scene]:
+    """A scene and its picture on a light grey background, both drawn from ``rng``."""
+    scene = make_scene(rng, image_size, max_shapes)
+    grey = rng.randint(225, 255)
+    return draw(scene, image_size, (grey, grey, grey)), scene
+
+
 # ---- samples -------------------------------------------------------------------------
 
 Answer = Callable[[str, Box, int, int], str]
@@ -285,10 +292,9 @@ def generate(
     for i in range(n):
         # String seeds hash deterministically (unlike hash()), independent of PYTHONHASHSEED.
         rng = random.Random(f"vlm_train.synthetic/{seed}/{i}")
-        scene = make_scene(rng, image_size, max_shapes)
-        grey = rng.randint(225, 255)
+        image, scene = render_scene(rng, image_size, max_shapes)
         rel = f"images/{seed}_{i:06d}.png"
-        draw(scene, image_size, (grey, grey, grey)).save(out / rel)
+        image.save(out / rel)
         this_kind = kind
         if kind == "mixed":
             this_kind = rng.choice(("grounding", "toolqa"))

@@ -94,6 +94,18 @@ def generate_with_tool(model: Any, processor: Any, family: Any, builder: Any, sa
     return turns, calls
 
 
+def generate_answers(model: Any, processor: Any, family: Any, builder: Any, samples: list[Sample],
+                     image_roots: list[str], tools: Any, batch_size: int = 8,
+                     max_new_tokens: int = 100) -> tuple[list[list[str]], list[int]]:
+    """Per sample its generated turns and crop calls: rollouts with the tool live when ``tools``
+    allows calls, single-turn greedy answers otherwise."""
+    if tools is not None and getattr(tools, "max_calls", 0) > 0:
+        return generate_with_tool(model, processor, family, builder, samples, image_roots, tools, batch_size,
+                                  max_new_tokens)
+    texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
+    return [[t] for t in texts], [0] * len(texts)
+
+
 def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], image_roots: list[str],
              batch_size: int = 8, max_new_tokens: int = 100, tools: Any = None) -> EvalResult:
     """Score ``samples`` that carry a grounding target (others are ignored).
@@ -105,12 +117,8 @@ def evaluate(model: Any, processor: Any, family: Any, samples: list[Sample], ima
     samples = gradable(samples)
     builder = family.make_inputs(processor, InputsConfig(image_roots=tuple(image_roots)))
     model.eval()
-    if tools is not None and getattr(tools, "max_calls", 0) > 0:
-        turns, calls = generate_with_tool(model, processor, family, builder, samples, image_roots, tools,
-                                          batch_size, max_new_tokens)
-    else:
-        texts = generate_texts(model, processor, family, builder, samples, batch_size, max_new_tokens)
-        turns, calls = [[t] for t in texts], [0] * len(texts)
+    turns, calls = generate_answers(model, processor, family, builder, samples, image_roots, tools, batch_size,
+                                    max_new_tokens)
     return score_texts(family, samples, ["\n".join(t) for t in turns], time.perf_counter() - t0, turns, calls)
 
 

@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from vlm_train.data.sample import Sample
-from vlm_train.eval.grounding import EvalResult, generate_texts, generate_with_tool, gradable, score_texts
+from vlm_train.eval.grounding import EvalResult, generate_answers, gradable, score_texts
 
 log = logging.getLogger("vlm_train")
 
@@ -104,13 +104,9 @@ class HeldoutEvalCallback(TrainerCallback):
             was_training = model.training
             model.eval()
             try:
-                if self.tools is not None:
-                    turns, calls = generate_with_tool(model, self.processor, self.family, self.builder, self.shard,
-                                                      self.image_roots, self.tools, self.per_rank, self.max_new_tokens)
-                    return list(zip(turns, calls, strict=True))
-                texts = generate_texts(model, self.processor, self.family, self.builder, self.shard,
-                                       batch_size=self.per_rank, max_new_tokens=self.max_new_tokens)
-                return [([t], 0) for t in texts]
+                turns, calls = generate_answers(model, self.processor, self.family, self.builder, self.shard,
+                                                self.image_roots, self.tools, self.per_rank, self.max_new_tokens)
+                return list(zip(turns, calls, strict=True))
             finally:
                 model.train(was_training)
 

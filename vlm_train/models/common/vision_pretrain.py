@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vlm_train.data.synthetic import COLOURS, KINDS, SIZE_RANGES, Scene, draw, make_scene
+from vlm_train.data.synthetic import COLOURS, KINDS, SIZE_RANGES, Scene, render_scene
 
 SIZES = tuple(SIZE_RANGES)
 # Head outputs per token: presence logit, box (4, in units of the image side), colour, kind, size.
@@ -51,13 +51,7 @@ class PretrainReport:
 
 
 def scenes(seed: int, n: int, canvas: int, max_shapes: int) -> list[tuple[Image.Image, Scene]]:
-    out = []
-    for i in range(n):
-        rng = random.Random(f"vlm_train.vision_pretrain/{seed}/{i}")
-        scene = make_scene(rng, canvas, max_shapes)
-        grey = rng.randint(225, 255)
-        out.append((draw(scene, canvas, (grey, grey, grey)), scene))
-    return out
+    return [render_scene(random.Random(f"vlm_train.vision_pretrain/{seed}/{i}"), canvas, max_shapes) for i in range(n)]
 
 
 def token_targets(scene: Scene, canvas: int, rows: int, cols: int) -> tuple[torch.Tensor, ...]:
@@ -134,14 +128,13 @@ def pretrain_vision(
         head.bias.zero_()
     params = [*params, *head.parameters()]
     opt = torch.optim.AdamW(params, lr=lr)
-    train_n = pool
     for step in range(steps):
-        lo = (step * batch) % (train_n - batch + 1)
+        lo = (step * batch) % (pool - batch + 1)
         out = head(image_tokens(pv[lo:lo + batch]))
         loss, _ = _losses(out, [t[lo:lo + batch] for t in targets])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     with torch.no_grad():
-        _, st = _losses(head(image_tokens(pv[train_n:])), [t[train_n:] for t in targets])
+        _, st = _losses(head(image_tokens(pv[pool:])), [t[pool:] for t in targets])
     return PretrainReport(steps, st["presence"], st["box_l1"] * canvas, st["colour"], st["kind"], st["size"])
