@@ -52,11 +52,15 @@ def plain_loop(cfg, family, data, batch: int, steps: int, warmup: int, threads: 
     torch.manual_seed(0)
     model, processor = family.load(cfg.model, dtype=torch.float32)
     model.train()
+    # The same trainable parameters as the job (model.freeze), or the loop does more work than it.
+    from vlm_train.models.common import freeze_groups
+
+    freeze_groups(model, family.module_groups, vars(cfg.model.freeze))
     from vlm_train.models.base import InputsConfig
 
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data.image_roots, int(cfg.sft.get("max_length", 2048))))
     samples = read_samples(data.train)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.sft.get("learning_rate", 2e-5)))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(cfg.sft.get("learning_rate", 2e-5)))
     collate = compute = 0.0
     for i in range(warmup + steps):
         if i == warmup:
