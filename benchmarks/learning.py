@@ -1,6 +1,7 @@
 """Does the pipeline learn grounding, and does GRPO with the crop tool add to SFT? Several seeds.
 
     .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 600] [--grpo-steps 40] [--tool both]
+        [--vision-pretrain-steps N]
 
 Runs configs/debug/internvl_tiny_pipeline.yaml (the quick start's job) longer, with 1-3 shapes
 per image (``--max-shapes``; the quick start has one), once per seed
@@ -49,6 +50,8 @@ def run(seed: int, tool: bool, args) -> dict:
         f"grpo.learning_rate={args.grpo_lr}", f"grpo.num_generations={args.num_generations}",
         f"grpo.temperature={args.temperature}", f"grpo.beta={args.beta}",
     ]
+    if args.vision_pretrain_steps is not None:  # the tower must tell kinds apart before SFT can name them
+        over.append(f"model.tiny.vision_pretrain_steps={args.vision_pretrain_steps}")
     if not tool:  # the same budget without the tool: direct answers only, no calls, no region reward
         over += ["data.synthetic.kind=grounding", "tools.max_calls=0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
     cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", over)
@@ -145,6 +148,8 @@ def main() -> None:
     # from others, so it runs 1-3 shapes unless told otherwise.
     ap.add_argument("--max-shapes", type=int, default=3)
     ap.add_argument("--n-eval", type=int, default=128)
+    ap.add_argument("--vision-pretrain-steps", type=int, default=None,
+                    help="model.tiny.vision_pretrain_steps (default: the quick start's)")
     ap.add_argument("--tool", choices=("on", "off", "both"), default="both")
     ap.add_argument("--storage", default=str(REPO / "runs" / "benchmarks"))
     args = ap.parse_args()

@@ -10,6 +10,7 @@ A run directory is ``<run.storage_path>/<run.name>/`` (shared storage on cluster
     tensorboard/<stage>/   training event files (rank 0); tensorboard/eval/ evaluation events
     stages/<stage>.json    what the stage did (steps, resume point, loss history)
     stages/<stage>.resumes.jsonl  where each attempt of the stage started
+    stages/<stage>.job.json  the config keys the stage trained from (vlm_train.launch.same_job)
     eval/<tag>.json        one evaluation (tag: base or a stage name)
     report.json            the pipeline's per-stage summary
     work/<stage>/rank<k>/  rank-local trainer output (checkpoints before Ray takes them)
@@ -102,6 +103,9 @@ class RunDir:
 
     def stage_status(self, stage: str) -> Path:
         return self.root / "stages" / f"{stage}.json"
+
+    def stage_job(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.job.json"
 
     def stage_resumes(self, stage: str) -> Path:
         return self.root / "stages" / f"{stage}.resumes.jsonl"

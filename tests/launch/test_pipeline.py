@@ -1,5 +1,5 @@
 """The SFT -> GRPO -> eval pipeline: report, TensorBoard box images, learning (conservative),
-and a resubmitted pipeline skipping finished stages."""
+a resubmitted pipeline skipping finished stages, and one with a changed config refused."""
 
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
     assert (run / "stages" / "sft.resumes.jsonl").read_text() == starts
     assert (run / "eval" / "sft.json").stat().st_mtime == mtime
     assert json.loads((run / "report.json").read_text())["sft"]["eval"] == report["sft"]["eval"]
+    # Submitted again with a changed job: refused (exit 2) before any work, naming the key,
+    # instead of handing back the old stage's model and figures as the new job's.
+    capsys.readouterr()
+    assert pipeline.main([*args, "sft.learning_rate=1.0e-3"]) == 2
+    err = capsys.readouterr().err
+    assert "sft.learning_rate: 0.002 -> 0.001" in err and "set another run.name" in err, err
+    assert (run / "stages" / "sft.resumes.jsonl").read_text() == starts
 
     # stages: [eval] alone evaluates model.path (here the SFT model) and trains nothing.
     sft_model = report["sft"]["model"]

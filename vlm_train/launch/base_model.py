@@ -7,7 +7,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from vlm_train.config import JobConfig
+from vlm_train.config import ConfigError, JobConfig
+from vlm_train.config_base import to_dict
+from vlm_train.runstate import read_json, write_json_atomic
 
 log = logging.getLogger("vlm_train")
 
@@ -17,8 +19,17 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
     if cfg.model.path != "tiny":
         return cfg
     out = cfg.run_dir.base_model
-    if not (out / "config.json").is_file():
-        t = cfg.model.tiny
+    t = cfg.model.tiny
+    # The settings it was built with: a run directory never trains on a tiny model other than
+    # the one its config describes (a changed model.tiny is refused, not silently ignored).
+    built, wanted = out / "tiny.json", {"family": cfg.model.family, **to_dict(t)}
+    if (out / "config.json").is_file():
+        old = read_json(built)
+        if old is not None and old != wanted:
+            diff = ", ".join(f"model.tiny.{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v)
+            raise ConfigError("model.tiny", f"{out} was built with other settings ({diff}); set another run.name "
+                              f"(or run.storage_path), or delete {cfg.run_dir} to start over", cfg.source)
+    else:
         extra = {"max_tiles": t.max_tiles} if t.max_tiles is not None else {}
         if t.vision_pretrain_steps:
             extra["vision_pretrain_steps"] = t.vision_pretrain_steps
@@ -28,4 +39,5 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
         notes = out / "vision_pretrain.txt"
         log.info("tiny %s model built in %.0f s%s", cfg.model.family, time.perf_counter() - t0,
                  f" ({notes.read_text().strip()})" if notes.is_file() else "")
+        write_json_atomic(built, wanted)
     return replace(cfg, model=replace(cfg.model, path=str(out)))

@@ -62,7 +62,7 @@ def run_job(cfg: JobConfig) -> int:
     """Run the pipeline over ``cfg.stages``; print what each stage did and the report table.
 
     Returns the exit code: 0 done, 1 a stage failed, 2 another driver holds the run
-    directory, 3 a stage stopped before its end.
+    directory or it holds a stage another config trained, 3 a stage stopped before its end.
     """
     from vlm_train.launch.pipeline import StageFailed, run_pipeline
     from vlm_train.launch.report import stage_status, table
@@ -74,6 +74,9 @@ def run_job(cfg: JobConfig) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except RunLocked as e:  # nothing started: another driver owns the run directory
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as e:  # nothing started: e.g. the run directory holds another job's stage
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if result.stopped:

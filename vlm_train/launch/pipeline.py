@@ -3,7 +3,8 @@
 Each training stage starts from the previous stage's final model (a LoRA stage hands on its
 merged model). With ``eval`` last in ``stages``, the input model and every stage's final model
 are evaluated on the eval split. A pipeline submitted again skips the stages (and evaluations)
-already complete and resumes an interrupted stage from its last checkpoint. ``report.json`` in
+already complete (refusing one that another config trained: vlm_train.launch.same_job) and
+resumes an interrupted stage from its last checkpoint. ``report.json`` in
 the run directory holds, per stage: Acc@0.5, mean IoU, the random-shape baseline, the
 named-shape share, Acc@0.5 and the named-shape share by number of shapes, the held-out curve
 during training (``heldout``: one entry per ``eval_steps``), reward means at the start and end of training, tool-call validity and wall time.
@@ -25,6 +26,7 @@ from vlm_train.launch.evaluate import evaluate_remote
 from vlm_train.launch.plan import placement
 from vlm_train.launch.ray_env import connect_ray
 from vlm_train.launch.report import heldout_curve, reward_summary, stage_status
+from vlm_train.launch.same_job import check_stage, record_stage
 from vlm_train.launch.trainer import run_stage
 from vlm_train.models import get_family
 from vlm_train.run_dir import RunDir
@@ -82,6 +84,10 @@ def run_pipeline(cfg: JobConfig) -> PipelineResult:
 def _run_pipeline(cfg: JobConfig) -> PipelineResult:
     quiet_driver(cfg.run_dir.driver_log, placement(cfg).use_gpu)
     family = get_family(cfg.model.family)
+    job = cfg  # as submitted (model.path not yet resolved): what same_job records and compares
+    for stage in job.training_stages:  # before any work: a changed job never reuses another's stage
+        if stage_done(job, stage):
+            check_stage(job, stage)
     cfg = materialise_model(cfg, family)
     data = prepare_data(cfg, family)
     connect_ray(cfg, placement(cfg))
@@ -99,6 +105,7 @@ def _run_pipeline(cfg: JobConfig) -> PipelineResult:
         if stage_done(cfg, stage):
             log.info("pipeline: %s already complete, skipping", stage)
         else:
+            record_stage(job, stage)
             t0 = time.perf_counter()
             stage_cfg = replace(cfg, model=replace(cfg.model, path=str(model_dir)))
             try:
