@@ -24,6 +24,7 @@ steps, SFT then GRPO, one line per seed and tool setting) to ``--storage``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import statistics
@@ -41,9 +42,8 @@ def run(seed: int, tool: bool, args) -> dict:
     from vlm_train.config import load_config
     from vlm_train.launch.pipeline import run_pipeline
 
-    name = f"learning-seed{seed}" + ("" if tool else "-notool")
     over = [
-        f"run.name={name}", f"run.storage_path={args.storage}", f"run.seed={seed}",
+        f"run.storage_path={args.storage}", f"run.seed={seed}",
         f"model.tiny.seed={seed}", f"data.synthetic.seed={seed}", f"data.synthetic.n={args.n_train}",
         f"data.synthetic.n_eval={args.n_eval}", f"data.synthetic.max_shapes={args.max_shapes}", f"sft.max_steps={args.sft_steps}", f"sft.save_steps={args.sft_steps}",
         f"grpo.max_steps={args.grpo_steps}", f"grpo.save_steps={max(1, args.grpo_steps)}",
@@ -54,7 +54,10 @@ def run(seed: int, tool: bool, args) -> dict:
         over.append(f"model.tiny.vision_pretrain_steps={args.vision_pretrain_steps}")
     if not tool:  # the same budget without the tool: direct answers only, no calls, no region reward
         over += ["data.synthetic.kind=grounding", "tools.max_calls=0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
-    cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", over)
+    # One run directory per setting: the same command again reuses its finished runs, other
+    # settings get their own (a run directory refuses a changed job).
+    name = f"learning-seed{seed}" + ("" if tool else "-notool") + "-" + hashlib.sha1(" ".join(over).encode()).hexdigest()[:8]
+    cfg = load_config(REPO / "configs/debug/internvl_tiny_pipeline.yaml", [*over, f"run.name={name}"])
     t0 = time.perf_counter()
     report = run_pipeline(cfg).report
     report["_seconds"] = time.perf_counter() - t0
