@@ -108,6 +108,26 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
     assert row.calls == 1 and len(scripted.calls) == 2  # the second call is not executed
 
 
+def test_a_row_that_generates_the_pad_token_ends(setup, tmp_path):
+    # An untrained policy (seen: a tiny model's base evaluation, greedy) can choose the pad token.
+    # The row must end there, not be sent back: greedy, it would choose pad again, forever.
+    fam = get_family("internvl")
+    path = fam.tiny(tmp_path / "tiny")
+    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
+    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
+    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)])
+    pad = proc.tokenizer.pad_token_id
+    some = proc.tokenizer("the box", add_special_tokens=False).input_ids
+    assert pad not in (rollout.im_end, rollout.call_end)  # else pad would be a stop token already
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    for first in ([pad, pad, pad], [*some, pad, pad]):
+        scripted = Scripted(model, [first] * 3)
+        row = rollout.start(sample)
+        rollout.generate(scripted, [row], {"do_sample": False}, max_completion=64)
+        assert row.done and len(scripted.calls) == 1, len(scripted.calls)
+        assert row.completion_ids == first[: first.index(pad)] and row.calls == 0
+
+
 def test_thinking_budget_in_rollouts(setup, tmp_path):
     """Past the budget without </think>, the official text is appended (masked) and generation
     continues; a rollout that closes </think> in time gets no insertion."""

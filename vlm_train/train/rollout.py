@@ -176,8 +176,8 @@ class CropToolRollout:
             )
             new = out[:, width:].tolist()
             nxt = []
-            for r, toks in zip(active, new, strict=True):
-                toks = _until_stop(toks, stop, self.pad)
+            for r, raw in zip(active, new, strict=True):
+                toks = _until_stop(raw, stop, self.pad)
                 r.completion_ids += toks
                 r.mask += [1] * len(toks)
                 r.sampled += len(toks)
@@ -187,7 +187,10 @@ class CropToolRollout:
                     r.thinking_closed = True
                 room = max_completion - len(r.completion_ids)
                 stopped = bool(toks) and toks[-1] in stop
-                if not stopped and room > 0:  # cut by this call's cap, not finished
+                # The model chose the pad token (an untrained one may, first): its text ends
+                # there. Sent back, a greedy row would choose it again and never finish.
+                padded = not stopped and len(toks) < len(raw)
+                if not stopped and not padded and room > 0:  # cut by this call's cap, not finished
                     if self.budget.must_force(r.sampled, self.thinking_budget, r.thinking_closed, stopped):
                         forced = self.budget_ids[:room]
                         r.completion_ids += forced
