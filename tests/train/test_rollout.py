@@ -93,12 +93,17 @@ def test_crop_reaches_model_and_tool_tokens_carry_no_loss(family_name, setup, tm
     assert row.text[0] == call and row.text[1].startswith("<ref>the red stripes</ref>")
 
 
-def test_rollout_stops_at_max_calls(setup, tmp_path):
+def internvl_rollout(setup, tmp_path, tools: ToolsConfig):
+    """A tiny InternVL model, its processor, and a rollout over the scene in ``setup``."""
     fam = get_family("internvl")
     path = fam.tiny(tmp_path / "tiny")
     model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
     builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)])
+    return model, proc, CropToolRollout(fam, proc, builder, tools, [str(setup)])
+
+
+def test_rollout_stops_at_max_calls(setup, tmp_path):
+    model, proc, rollout = internvl_rollout(setup, tmp_path, ToolsConfig(max_calls=1))
     call = '<tool_call>{"name": "crop", "arguments": {"bbox_2d": [0, 0, 500, 500]}}</tool_call>'
     ids = proc.tokenizer(call, add_special_tokens=False).input_ids
     scripted = Scripted(model, [ids, ids, ids])
@@ -111,11 +116,7 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
 def test_a_row_that_generates_the_pad_token_ends(setup, tmp_path):
     # An untrained policy (seen: a tiny model's base evaluation, greedy) can choose the pad token.
     # The row must end there, not be sent back: greedy, it would choose pad again, forever.
-    fam = get_family("internvl")
-    path = fam.tiny(tmp_path / "tiny")
-    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
-    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1), [str(setup)])
+    model, proc, rollout = internvl_rollout(setup, tmp_path, ToolsConfig(max_calls=1))
     pad = proc.tokenizer.pad_token_id
     some = proc.tokenizer("the box", add_special_tokens=False).input_ids
     assert pad not in (rollout.im_end, rollout.call_end)  # else pad would be a stop token already
@@ -132,12 +133,8 @@ def test_thinking_budget_in_rollouts(setup, tmp_path):
     """Past the budget without </think>, the official text is appended (masked) and generation
     continues; a rollout that closes </think> in time gets no insertion."""
 
-    fam = get_family("internvl")
-    path = fam.tiny(tmp_path / "tiny")
-    model, proc = fam.load(ModelConfig(path=str(path)), dtype=torch.float32)
-    builder = fam.make_inputs(proc, InputsConfig(image_roots=tuple([str(setup)])))
-    tok = proc.tokenizer
-    rollout = CropToolRollout(fam, proc, builder, ToolsConfig(max_calls=1, thinking_budget=6), [str(setup)])
+    model, proc, rollout = internvl_rollout(setup, tmp_path, ToolsConfig(max_calls=1, thinking_budget=6))
+    fam, tok = rollout.family, proc.tokenizer
     long_think = tok("<think> a b c d e f g h i j k l", add_special_tokens=False).input_ids
     answer = tok("the answer<|im_end|>", add_special_tokens=False).input_ids
     assert len(long_think) > 6

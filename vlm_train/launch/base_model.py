@@ -9,6 +9,7 @@ from typing import Any
 
 from vlm_train.config import ConfigError, JobConfig
 from vlm_train.config_base import to_dict
+from vlm_train.launch.same_job import changed, flat
 from vlm_train.runstate import read_json, write_json_atomic
 
 log = logging.getLogger("vlm_train")
@@ -22,11 +23,11 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
     t = cfg.model.tiny
     # The settings it was built with: a run directory never trains on a tiny model other than
     # the one its config describes (a changed model.tiny is refused, not silently ignored).
-    built, wanted = out / "tiny.json", {"family": cfg.model.family, **to_dict(t)}
+    built, wanted = out / "tiny.json", {"model.family": cfg.model.family, **flat(to_dict(t), "model.tiny")}
     if (out / "config.json").is_file():
         old = read_json(built)
         if old is not None and old != wanted:
-            diff = ", ".join(f"model.tiny.{k}: {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v)
+            diff = ", ".join(changed(old, wanted))
             raise ConfigError("model.tiny", f"{out} was built with other settings ({diff}); set another run.name "
                               f"(or run.storage_path), or delete {cfg.run_dir} to start over", cfg.source)
     else:

@@ -25,11 +25,12 @@ RESULT_SECTIONS = ("model", "data", "tools", "rewards", "loss")
 CADENCE_KEYS = frozenset({"save_steps", "logging_steps", "eval_steps", "report_to", "save_total_limit"})
 
 
-def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+def flat(tree: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts as ``{'prefix.a.b': value}``."""
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
+            out.update(flat(v, f"{prefix}.{k}"))
         return out
     return {prefix: tree}
 
@@ -39,14 +40,15 @@ def stage_keys(cfg: JobConfig, stage: str) -> dict[str, Any]:
     d = redact(cfg.to_dict())
     keys: dict[str, Any] = {"run.seed": d["run"]["seed"]}
     for section in RESULT_SECTIONS:
-        keys.update(_flat(d[section], section))
+        keys.update(flat(d[section], section))
     stages = cfg.training_stages
     for s in stages[: stages.index(stage) + 1]:  # a stage starts from the stages before it
-        keys.update(_flat({k: v for k, v in d[s].items() if k not in CADENCE_KEYS}, s))
+        keys.update(flat({k: v for k, v in d[s].items() if k not in CADENCE_KEYS}, s))
     return keys
 
 
 def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``'key: old -> new'`` for every dotted key whose value differs."""
     return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
             for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
 
@@ -73,4 +75,3 @@ def check_stage(cfg: JobConfig, stage: str) -> None:
             f"or delete {cfg.run_dir} to train it there again",
             cfg.source,
         )
-
