@@ -58,6 +58,11 @@ def test_pipeline_report_learning_and_skip(repo, ray_cluster, tmp_path, monkeypa
         assert [e["heldout/acc@0.5"] for e in curve] == [v for _, v in scalars["heldout/acc@0.5"]]
         assert f"{stage} held-out Acc@0.5 by step: " in out
     assert 0 <= report["sft"]["eval"]["named_shape_share"] <= 1
+    # Rank 0's phase marks (benchmarks/step_overhead.py splits a stage's fixed cost with them), in order.
+    phases = ["worker_entered", "env_ready", "model_loaded", "trainer_built", "trained", "final_saved"]
+    for stage in ("sft", "grpo"):
+        marks = json.loads((run / "stages" / f"{stage}.json").read_text())["timings"]
+        assert list(marks) == phases and sorted(marks.values()) == [marks[k] for k in phases], (stage, marks)
 
     # (That GRPO moves the policy towards higher reward is shown by tests/train/test_grpo_update.py;
     # over a few CPU steps the reward curve itself is within sampling noise.)

@@ -193,12 +193,15 @@ def grpo_rows(samples: list[Sample], coords: CoordConvention) -> list[dict[str, 
 
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point for GRPO (same contract as the SFT loop)."""
+    marks = {"worker_entered": time.time()}
     cfg = JobConfig.from_dict(config["job"])
     info = init_worker_env(cfg, "grpo")
+    marks["env_ready"] = time.time()
     family = get_family(cfg.model.family)
     funcs, _ = build_reward_funcs(cfg.rewards.weights, cfg.rewards.iou_threshold)
     args = build_training_args(cfg, "grpo", info.rank, has_cuda())  # before the model: ZeRO-3 partitions at load
     model, processor = load_model(cfg, family)
+    marks["model_loaded"] = time.time()
     data = config["data"]
     builder = family.make_inputs(processor, InputsConfig.from_job(cfg, data["image_roots"]))
     # tools.crop off: the rollout executes no call (call_limit 0).
@@ -221,4 +224,4 @@ def train_loop(config: dict[str, Any]) -> None:
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard = NonFiniteGuard(cfg.run.on_nonfinite)
     guard.install(trainer)
-    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard)
+    train_and_finish(trainer, cfg, info, "grpo", stopper, family, processor, guard=guard, marks=marks)

@@ -36,17 +36,18 @@ def record_start(cfg: JobConfig, info: WorkerInfo, stage: str, step: int,
 
 
 def train_and_finish(trainer: Any, cfg: JobConfig, info: WorkerInfo, stage: str,
-                     stopper: StopAtStepCallback, family: Any, processor: Any, guard: Any = None) -> None:
+                     stopper: StopAtStepCallback, family: Any, processor: Any, guard: Any = None,
+                     marks: dict[str, float] | None = None) -> None:
     """Train from the latest Ray checkpoint (or step 0), save the final model, write the status.
 
     A worker-group restart and a resubmitted job (same run name and storage) both resume from
     ``ray.train.get_checkpoint()`` or a newer whole checkpoint in the stage's storage
-    (``choose_checkpoint``).
+    (``choose_checkpoint``). ``marks``: the worker loop's earlier wall-clock marks, kept with these.
     """
     import ray.train
 
     # Wall-clock marks (unix time) of the stage's phases for benchmarks/step_overhead.py.
-    timings = {"trainer_built": time.time()}
+    timings = {**(marks or {}), "trainer_built": time.time()}
     install_weight_resume(trainer)
     ckpt = ray.train.get_checkpoint()
     with ckpt.as_directory() if ckpt is not None else nullcontext(None) as latest:

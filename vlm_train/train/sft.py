@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,15 @@ def train_loop(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point. ``config``: {"job": JobConfig dict, "data": PreparedData dict}."""
     from vlm_train.train.value_loss import ValueSmoothedLoss
 
+    marks = {"worker_entered": time.time()}
     cfg = JobConfig.from_dict(config["job"])
     info = init_worker_env(cfg, "sft")
+    marks["env_ready"] = time.time()
     family = get_family(cfg.model.family)
     opts, _ = split_sft(cfg.sft, cfg.source)
     args = build_training_args(cfg, "sft", info.rank, has_cuda())  # before the model: ZeRO-3 partitions at load
     model, processor = load_model(cfg, family)
+    marks["model_loaded"] = time.time()
     data = config["data"]
     train = read_samples(Path(data["train"]))
     evals = read_samples(Path(data["eval"])) if data.get("eval") and args.eval_strategy != "no" else None
@@ -109,4 +113,4 @@ def train_loop(config: dict[str, Any]) -> None:
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard.install(trainer)
 
-    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard)
+    train_and_finish(trainer, cfg, info, "sft", stopper, family, processor, guard=guard, marks=marks)
