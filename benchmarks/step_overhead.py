@@ -103,12 +103,12 @@ def stage_timing(cfg, stage: str, started: float, ended: float, warmup: int) -> 
     marks = json.loads(cfg.run_dir.stage_status(stage).read_text()).get("timings", {})
     phases = {}
     if marks:  # rank 0's wall-clock marks (vlm_train/train/loop.py)
-        if "worker_entered" in marks:  # the start split further: Ray worker group, torch.distributed, model
-            phases = {"to_worker_s": marks["worker_entered"] - started,
-                      "env_s": marks["env_ready"] - marks["worker_entered"],
-                      "model_s": marks["model_loaded"] - marks["env_ready"],
-                      "data_trainer_s": marks["trainer_built"] - marks["model_loaded"]}
-        phases |= {"to_trainer_built_s": marks["trainer_built"] - started,
+        phases = {"to_trainer_built_s": marks["trainer_built"] - started,
+                  # the same start split: Ray's worker group (and imports), torch.distributed, model, the rest
+                  "to_worker_s": marks["worker_entered"] - started,
+                  "env_s": marks["env_ready"] - marks["worker_entered"],
+                  "model_s": marks["model_loaded"] - marks["env_ready"],
+                  "data_trainer_s": marks["trainer_built"] - marks["model_loaded"],
                   "to_first_step_s": stamps[steps[0]] - step - marks["trainer_built"],
                   "final_model_s": marks["final_saved"] - marks["trained"],
                   "teardown_s": ended - marks["final_saved"]}
@@ -179,7 +179,6 @@ def main() -> None:
             print(f"  {stage} phases: worker group + model + data + trainer {t['to_trainer_built_s']:.1f} s, "
                   f"DeepSpeed init to first step {t['to_first_step_s']:.1f} s, final model {t['final_model_s']:.1f} s, "
                   f"status + teardown {t['teardown_s']:.1f} s")
-        if "to_worker_s" in t:
             print(f"  {stage} start: to the worker loop {t['to_worker_s']:.1f} s (worker group, imports), process group "
                   f"{t['env_s']:.1f} s, model {t['model_s']:.1f} s, data + collator + trainer {t['data_trainer_s']:.1f} s")
     plain("after")
