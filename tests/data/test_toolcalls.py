@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vlm_train.data.errors import BAD_BOX, SampleProblem
 from vlm_train.data.sample import Box
-from vlm_train.data.toolcalls import find_tool_calls, join_tool_calls, split_tool_calls
+from vlm_train.data.toolcalls import MAX_JSON_DEPTH, find_tool_calls, join_tool_calls, shallow_json, split_tool_calls
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,9 @@ def test_no_call_and_bad_calls():
     assert len(split_tool_calls(other, "i")) == 1
 
 
-@pytest.mark.parametrize("text", ["<tool_call>" + " " * 20_000, "{Crop" + " " * 20_000, "{ Crop x" + " " * 20_000 + "[1, 2"])
+@pytest.mark.parametrize(
+    "text", ["<tool_call>" + " " * 20_000, "{Crop" + " " * 20_000, "{ Crop x" + " " * 20_000 + "[1, 2"]
+)
 def test_scanning_is_linear_on_long_blank_runs(text):
     # The shared lexer once backtracked quadratically here (11 s at 2,000 blanks); the bound is
     # generous so that a loaded CI machine passes while a quadratic scan cannot.
@@ -97,3 +101,22 @@ def test_rewards_and_data_share_one_lexer():
     reward_calls = parse.parse_completion(text, (640, 480)).tool_calls
     assert [c.values for c in data_calls] == [list(c.box.raw) for c in reward_calls]
     assert [c.label for c in data_calls] == [c.box.label for c in reward_calls] == ["cat", "dog"]
+
+
+def test_deep_json_is_refused_without_recursing():
+    # 50,000 brackets make the C decoder hit the recursion limit (RecursionError, and finalizers
+    # run by the GC at that depth fail as unraisable errors); the guard refuses before decoding.
+    with pytest.raises(json.JSONDecodeError, match="nested deeper"):
+        shallow_json('{"a": ' + "[" * 50_000)
+    with pytest.raises(SampleProblem, match="cannot parse tool call"):
+        find_tool_calls('<tool_call>{"name": "crop", "arguments": ' + "[" * 50_000 + "</tool_call>")
+    # brackets inside strings do not count, and the depth limit itself is accepted
+    assert shallow_json('{"name": "crop", "label": "' + "[{" * 100 + '", "arguments": {"bbox_2d": [1, 2, 3, 4]}}') == {
+        "name": "crop",
+        "label": "[{" * 100,
+        "arguments": {"bbox_2d": [1, 2, 3, 4]},
+    }
+    ok = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert shallow_json(ok) == json.loads(ok)
+    with pytest.raises(json.JSONDecodeError):
+        shallow_json("[" + ok + "]")

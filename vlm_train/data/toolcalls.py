@@ -106,9 +106,39 @@ def _numbers(text: str, raw: str) -> list[float]:
         raise SampleProblem(BAD_BOX, f"tool call {raw!r}: {e}") from None
 
 
+# A tool call holds a flat object with one list; anything nested deeper is malformed. Refusing
+# it before ``json.loads`` matters: the C decoder recurses once per bracket, and 50,000 of them
+# reach the interpreter's recursion limit, where any finalizer that the garbage collector happens
+# to run at that depth fails too (an "unraisable" error that kills pytest runs and pollutes logs).
+MAX_JSON_DEPTH = 16
+
+
+def shallow_json(body: str, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """``json.loads`` for tool-call bodies; raises ``json.JSONDecodeError`` when nested deeper than ``max_depth``."""
+    if body.count("[") + body.count("{") > max_depth:
+        depth, in_str, escaped = 0, False, False
+        for i, ch in enumerate(body):
+            if in_str:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch in "[{":
+                depth += 1
+                if depth > max_depth:
+                    raise json.JSONDecodeError(f"nested deeper than {max_depth}", body, i)
+            elif ch in "]}":
+                depth -= 1
+    return json.loads(body)
+
+
 def _json_call(body: str, raw: str) -> tuple[str, list[float]] | None:
     try:
-        obj = json.loads(body)
+        obj = shallow_json(body)
     except json.JSONDecodeError:
         return None
     if not isinstance(obj, dict) or str(obj.get("name", "")).lower() != "crop":
@@ -116,7 +146,7 @@ def _json_call(body: str, raw: str) -> tuple[str, list[float]] | None:
     args = obj.get("arguments") or {}
     if isinstance(args, str):  # some datasets double-encode the arguments
         try:
-            args = json.loads(args)
+            args = shallow_json(args)
         except json.JSONDecodeError:
             raise SampleProblem(BAD_BOX, f"tool call {raw!r}: arguments are not JSON") from None
     bbox = args.get("bbox_2d", args.get("bbox")) if isinstance(args, dict) else None

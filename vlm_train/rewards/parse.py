@@ -29,14 +29,13 @@ quantifiers) so a 100k-character completion costs milliseconds.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from dataclasses import dataclass, field
 
 from vlm_train.data.coords import FOUR_LIST, NUMBER, convention
 from vlm_train.data.sample import Box
-from vlm_train.data.toolcalls import CALL_CLOSE, CALL_OPEN, CROP_BRACE, plain_call, tag_spans
+from vlm_train.data.toolcalls import CALL_CLOSE, CALL_OPEN, CROP_BRACE, plain_call, shallow_json, tag_spans
 
 NUM = NUMBER
 _FOUR = re.compile(FOUR_LIST)
@@ -189,7 +188,7 @@ def _json_crop_call(obj: object, coords: str, size, form: str, text: str) -> Too
     args = obj.get("arguments")
     if isinstance(args, str):  # OpenAI-style arguments are a JSON string
         try:
-            args = json.loads(args)
+            args = shallow_json(args)
         except Exception:
             return ToolCall(form, text, name=name, error="arguments are not valid JSON")
     if not isinstance(args, dict):
@@ -217,8 +216,8 @@ def _tool_call_inner(inner: str, coords: str, size) -> ToolCall:
         return ToolCall(form, inner, name=CROP_TOOL, box=make_box(raw, "pixels", size, form, label))
     if body.startswith("{"):
         try:
-            obj = json.loads(body)
-        except Exception:  # JSONDecodeError, RecursionError, int-digit limit: all malformed
+            obj = shallow_json(body)
+        except Exception:  # JSONDecodeError (incl. too deep), int-digit limit: all malformed
             return ToolCall("tool_json", inner, error="malformed JSON")
         return _json_crop_call(obj, coords, size, "tool_json", inner)
     return ToolCall("tool_text", inner, error="unrecognised tool call")
