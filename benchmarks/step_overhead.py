@@ -16,7 +16,10 @@ In one process tree and one sitting:
        step is mostly generation; its time per step and fixed cost are printed).
 Fixed cost of a stage: its wall time minus steps x steady step time, split into start (job
 start to the first step, the first step's own steady time excluded), saves and finish (last
-step to the stage's return: final model, status, worker group teardown).
+step to the stage's return: final model, status, worker group teardown). Against it, the Ray
+Train floor: the same TorchTrainer (scaling, backend, worker env) around a loop that returns at
+once, run before and after the stages: the start that Ray Train's controller, helper actors and
+worker processes take whatever the loop does.
 
 The plain loop runs ``--plain-repeats`` times with 1 and with as many threads as the node has CPUs,
 before and after the job. The baseline is the best thread count's median run: on a 2-core machine
@@ -79,6 +82,32 @@ def plain_loop(cfg, family, data, batch: int, steps: int, warmup: int, threads: 
         collate, compute = collate + t1 - t0, compute + t2 - t1
     return {"samples_per_s": batch * steps / (collate + compute), "collate_ms": 1e3 * collate / steps,
             "compute_ms": 1e3 * compute / steps}
+
+
+def _enter(config: dict) -> None:
+    """A Ray Train loop that only notes when rank 0 got here."""
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() == 0:
+        Path(config["mark"]).write_text(repr(time.time()))
+
+
+def ray_train_floor(cfg, p, work: Path) -> tuple[float, float]:
+    """Ray Train's own start and whole fit for a loop that returns at once, with the stage's
+    scaling, backend and worker environment: what no change of ours can take off a stage."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from vlm_train.launch.ray_env import worker_env
+
+    mark = work / f"floor_{time.time_ns()}"
+    started = time.time()
+    TorchTrainer(_enter, train_loop_config={"mark": str(mark)},
+                 torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
+                 scaling_config=ScalingConfig(**p.scaling_config_kwargs()),
+                 run_config=RunConfig(name=mark.name, storage_path=str(work / "floor"),
+                                      worker_runtime_env={"env_vars": worker_env(p)})).fit()
+    return float(mark.read_text()) - started, time.time() - started
 
 
 def stage_timing(cfg, stage: str, started: float, ended: float, warmup: int) -> dict[str, float]:
@@ -167,6 +196,7 @@ def main() -> None:
     t0 = time.time()
     connect_ray(cfg, p)
     print(f"ray start: {time.time() - t0:.1f} s")
+    floors = [ray_train_floor(cfg, p, work)]
     timings = {}
     for stage in ("sft", "grpo"):
         started = time.time()
@@ -181,6 +211,13 @@ def main() -> None:
                   f"status + teardown {t['teardown_s']:.1f} s")
             print(f"  {stage} start: to the worker loop {t['to_worker_s']:.1f} s (worker group, imports), process group "
                   f"{t['env_s']:.1f} s, model {t['model_s']:.1f} s, data + collator + trainer {t['data_trainer_s']:.1f} s")
+    floors.append(ray_train_floor(cfg, p, work))
+    floor = statistics.mean(f[0] for f in floors)
+    print("ray train floor (a loop that returns at once, before and after the stages): enter "
+          + ", ".join(f"{e:.1f} s" for e, _ in floors) + "; whole fit " + ", ".join(f"{w:.1f} s" for _, w in floors))
+    for stage, t in timings.items():
+        print(f"  {stage}: to the worker loop {t['to_worker_s']:.1f} s = floor {floor:.1f} + {t['to_worker_s'] - floor:.1f} s "
+              f"(our imports); fixed {t['fixed_s']:.1f} s = {t['fixed_s'] - floor:.1f} s above the floor; load {load()}")
     plain("after")
     medians = {n: statistics.median(v) for n, v in runs.items()}
     best_n = max(medians, key=medians.get)
