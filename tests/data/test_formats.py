@@ -3,6 +3,7 @@ the canonical shape the families expect (typed parts, real crop calls, targets, 
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from vlm_train.data import formats
 from vlm_train.data.errors import DataIssue
 from vlm_train.data.formats import ReadOptions, detect_format
+from vlm_train.data.formats.jsonio import read_records
 from vlm_train.data.sample import Box, Sample
 from vlm_train.data.synthetic import generate
 from vlm_train.models import get_family
@@ -273,7 +275,21 @@ def test_cli_convert_and_synth(tmp_path, capsys):
     from vlm_train.data.cli import main
 
     assert (
-        main(["synth", "--out", str(tmp_path / "s"), "--n", "4", "--seed", "2", "--format", "conversations", "--kind", "toolqa"])
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "s"),
+                "--n",
+                "4",
+                "--seed",
+                "2",
+                "--format",
+                "conversations",
+                "--kind",
+                "toolqa",
+            ]
+        )
         == 0
     )
     src = tmp_path / "s" / "data_conversations.jsonl"
@@ -381,3 +397,29 @@ def test_config_format_names_are_the_readers():
 
     assert list(get_args(DataFormat)) == ["auto", *formats.FORMATS]
     assert not [f for f in formats.FORMATS for fam in FAMILIES if fam.split("_")[0] in f]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "list"])
+def test_hostile_nesting_never_collects_garbage_at_depth(tmp_path, layout):
+    # 100,000 '[' take the C decoder to the recursion limit; a collection that started down there
+    # would run finalizers that fail as unraisable errors. Decoding 100,000 nested lists would
+    # trigger ~140 generation-0 collections; with the collector paused there are none.
+    deep = "[" * 100_000
+    f = tmp_path / "deep.json"
+    f.write_text('{"id": "a"}\n' + deep + "\n" if layout == "jsonl" else '[{"id": "a"}, ' + deep + "]")
+    starts: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            starts.append(info["generation"])
+
+    gc.collect()  # the allocation count starts from zero, so only the read itself could trigger one
+    gc.callbacks.append(count)
+    try:
+        recs = list(read_records(f))
+    finally:
+        gc.callbacks.remove(count)
+    assert recs[0] == (1, {"id": "a"})
+    assert isinstance(recs[1], DataIssue) and "nested too deeply" in recs[1].reason
+    assert starts == []
+    assert gc.isenabled()
