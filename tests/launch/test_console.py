@@ -173,7 +173,7 @@ def test_worker_drops_only_known_dependency_deprecations():
                 PreTrainedModel.is_gradient_checkpointing.fget(torch.nn.Linear(1, 1))
             except AttributeError:
                 pass
-            warnings.warn("`torch.distributed.something_else` is deprecated", FutureWarning)
+            warnings.warn("`torch.distributed.something_else` is deprecated", FutureWarning, stacklevel=1)
         return [str(w.message) for w in seen if issubclass(w.category, FutureWarning)]
 
     unfiltered = future_warnings(lambda: None)
