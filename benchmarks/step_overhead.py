@@ -92,18 +92,19 @@ def _enter(config: dict) -> None:
         Path(config["mark"]).write_text(repr(time.time()))
 
 
-def ray_train_floor(cfg, p, work: Path) -> tuple[float, float]:
+def ray_train_floor(p, work: Path) -> tuple[float, float]:
     """Ray Train's own start and whole fit for a loop that returns at once, with the stage's
     scaling, backend and worker environment: what no change of ours can take off a stage."""
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     from vlm_train.launch.ray_env import worker_env
+    from vlm_train.launch.trainer import torch_config
 
     mark = work / f"floor_{time.time_ns()}"
     started = time.time()
     TorchTrainer(_enter, train_loop_config={"mark": str(mark)},
-                 torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
+                 torch_config=torch_config(p),
                  scaling_config=ScalingConfig(**p.scaling_config_kwargs()),
                  run_config=RunConfig(name=mark.name, storage_path=str(work / "floor"),
                                       worker_runtime_env={"env_vars": worker_env(p)})).fit()
@@ -196,7 +197,7 @@ def main() -> None:
     t0 = time.time()
     connect_ray(cfg, p)
     print(f"ray start: {time.time() - t0:.1f} s")
-    floors = [ray_train_floor(cfg, p, work)]
+    floors = [ray_train_floor(p, work)]
     timings = {}
     for stage in ("sft", "grpo"):
         started = time.time()
@@ -211,7 +212,7 @@ def main() -> None:
                   f"status + teardown {t['teardown_s']:.1f} s")
             print(f"  {stage} start: to the worker loop {t['to_worker_s']:.1f} s (worker group, imports), process group "
                   f"{t['env_s']:.1f} s, model {t['model_s']:.1f} s, data + collator + trainer {t['data_trainer_s']:.1f} s")
-    floors.append(ray_train_floor(cfg, p, work))
+    floors.append(ray_train_floor(p, work))
     floor = statistics.mean(f[0] for f in floors)
     print("ray train floor (a loop that returns at once, before and after the stages): enter "
           + ", ".join(f"{e:.1f} s" for e, _ in floors) + "; whole fit " + ", ".join(f"{w:.1f} s" for _, w in floors))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from vlm_train.cluster.pools import Placement
 from vlm_train.config import JobConfig, dump_config
 from vlm_train.launch.console import ProgressPrinter
 from vlm_train.launch.placement_wait import wait_for_placement
@@ -24,6 +25,13 @@ def train_fn(stage: str):
     return train_loop
 
 
+def torch_config(p: Placement):
+    """Ray Train's torch backend for a placement: NCCL on GPUs, gloo on CPU workers."""
+    from ray.train.torch import TorchConfig
+
+    return TorchConfig(backend="nccl" if p.use_gpu else "gloo")
+
+
 def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
     """Run one training stage on Ray Train; returns ray.train.Result (raises on failure).
 
@@ -31,7 +39,7 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
     and a resubmitted job both resume from the latest one there.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     p = placement(cfg)
     cfg.run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +53,7 @@ def run_stage(cfg: JobConfig, stage: str, extra: dict[str, Any] | None = None):
     trainer = TorchTrainer(
         train_fn(stage),
         train_loop_config={"job": job, **(extra or {})},
-        torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
+        torch_config=torch_config(p),
         scaling_config=ScalingConfig(**p.scaling_config_kwargs()),
         run_config=RunConfig(
             name=cfg.run_dir.ray_stage(stage).name,
