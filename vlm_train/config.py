@@ -153,8 +153,14 @@ class SyntheticConfig:
     grounding_crop: prompt -> crop call around the target -> the crop -> box; grounding_mixed:
     grounding or grounding_crop (``crop_fraction`` of the samples crop)."""
     crop_fraction: float = 0.5
+    targets_per_image: int = 1
+    """Training samples per picture, each naming another of its shapes (RefCOCO refers to
+    several objects per image): the same pixels with another answer teach that the phrase
+    decides. The held-out split keeps one per picture."""
 
     def validate(self, prefix: str) -> None:
+        if self.targets_per_image < 1:
+            raise ConfigError(f"{prefix}.targets_per_image", f"must be >= 1, got {self.targets_per_image}")
         if not 0.0 <= self.crop_fraction <= 1.0:
             raise ConfigError(f"{prefix}.crop_fraction", f"must be in [0, 1], got {self.crop_fraction}")
         if self.n <= 0:

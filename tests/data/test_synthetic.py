@@ -91,6 +91,46 @@ def test_phrase_needs_its_words(tmp_path):
             assert _holds(rel, target.box, anchor.box)
 
 
+def _named(sample) -> list:
+    """The regions that the sample's phrase describes (it must single out one)."""
+    phrase = sample.targets[0].phrase
+    rel = next((r for r in ("left of", "right of", "above", "below") if f" {r} " in phrase), None)
+    words = (phrase.split(f" {rel} the ")[0] if rel else phrase).split()[1:]
+    fits = [r for r in sample.regions if r.phrase.split()[-len(words):] == words]
+    if rel:
+        anchor_words = phrase.split(f" {rel} the ")[1].split()
+        anchors = [r for r in sample.regions if r.phrase.split()[1:] == anchor_words]
+        assert len(anchors) == 1, phrase
+        fits = [r for r in fits if _holds(rel, r.box, anchors[0].box)]
+    return fits
+
+
+def test_several_targets_per_picture_name_each_shape_once(tmp_path):
+    samples = generate(tmp_path, 90, seed=5, max_shapes=3, targets_per_image=3)
+    one = generate(tmp_path / "one", 30, seed=5, max_shapes=3)
+    by_picture: dict[str, list] = {}
+    for s in samples:
+        assert [r.box for r in _named(s)] == [s.targets[0].box], s.targets[0].phrase
+        by_picture.setdefault(s.messages[0].content[0].media, []).append(s)
+    # The first sample of each picture is the one-per-picture sample of the same index.
+    firsts = [s for s in samples if s.meta["index"] % 3 == 0]
+
+    def key(x):
+        return x.targets[0].phrase, x.targets[0].box.as_list()
+
+    assert [key(f) for f in firsts] == [key(o) for o in one]
+    shared = [group for group in by_picture.values() if len(group) > 1]
+    assert len(shared) > 10
+    for group in shared:
+        # Each sample of a shared picture names another of its shapes: same pixels, another answer.
+        assert len({tuple(g.targets[0].box.as_list()) for g in group}) == len(group)
+        assert len(group) <= group[0].meta["n_shapes"]
+    # Every sample comes from its own index; pictures with too few shapes are followed by fresh ones.
+    assert len(by_picture) > 30 and all((tmp_path / rel).is_file() for rel in by_picture)
+    with pytest.raises(ValueError, match="targets_per_image"):
+        generate(tmp_path, 2, targets_per_image=0)
+
+
 def test_grounding_answer_uses_given_formatters(tmp_path):
     def unit_answer(phrase, box, w, h):
         x1, y1, x2, y2 = coords.UNIT.to_values(box, w, h)

@@ -190,7 +190,8 @@ def load_dataset(
         seed = syn.seed if split == "train" else syn.seed + EVAL_SEED_OFFSET
         n = syn.n if split == "train" else syn.n_eval
         generated = synthetic.generate(
-            out, n, seed, syn.image_size, syn.max_shapes, syn.kind, crop_fraction=syn.crop_fraction, **_family_text(family)
+            out, n, seed, syn.image_size, syn.max_shapes, syn.kind, crop_fraction=syn.crop_fraction,
+            targets_per_image=syn.targets_per_image if split == "train" else 1, **_family_text(family)
         )
         roots.append(str(out.resolve()))
         for s in generated:

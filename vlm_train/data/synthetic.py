@@ -72,6 +72,9 @@ class Scene:
     target: int
     mode: str
     phrase: str
+    relation: str = ""
+    anchor: int | None = None
+    """Relation mode: the relation word of the phrase and the anchor shape's index."""
 
 
 # ---- scene construction --------------------------------------------------------------
@@ -164,7 +167,8 @@ def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts:
         # Shuffle so the target's index carries no information; keep track of it.
         order = list(range(len(shapes)))
         rng.shuffle(order)
-        return Scene([shapes[i] for i in order], order.index(0), mode, phrase)
+        anchor = order.index(2) if mode == "relation" else None
+        return Scene([shapes[i] for i in order], order.index(0), mode, phrase, relation, anchor)
     return None
 
 
@@ -182,6 +186,35 @@ def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
             f"cannot place {n} shapes in a {image_size}px image; use a larger image_size or fewer shapes"
         )
     return scene
+
+
+def refer(scene: Scene, j: int) -> str | None:
+    """A phrase that singles out shape ``j`` of ``scene`` (its own phrase for the target), or None.
+
+    The fewest words that no other shape matches: colour and kind, then size too, then (the
+    relation mode's twin of the target) the opposite relation to the same anchor.
+    """
+    if j == scene.target:
+        return scene.phrase
+    s = scene.shapes[j]
+    for with_size in (False, True):
+        if sum(o.name(with_size) == s.name(with_size) for o in scene.shapes) == 1:
+            return f"the {s.name(with_size)}"
+    if scene.anchor is not None and j != scene.anchor:
+        a, rel = scene.shapes[scene.anchor], _OPPOSITE[scene.relation]
+        assert s.box is not None and a.box is not None
+        twins = [o for o in scene.shapes if o.name(True) == s.name(True) and o.box and _holds(rel, o.box, a.box)]
+        if twins == [s]:
+            return f"the {s.name()} {rel} the {a.name()}"
+    return None
+
+
+def retarget(scene: Scene, j: int) -> Scene:
+    """The same picture, referring to shape ``j`` (which ``refer`` can name)."""
+    phrase = refer(scene, j)
+    if phrase is None:
+        raise ValueError(f"shape {j} of the scene has no phrase that singles it out")
+    return Scene(scene.shapes, j, scene.mode, phrase, scene.relation, scene.anchor)
 
 
 def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Image.Image:
@@ -254,6 +287,7 @@ def generate(
     answer: Answer = coords.plain_grounding_answer,
     prompt: Prompt = coords.plain_grounding_prompt,
     crop_fraction: float = 0.5,
+    targets_per_image: int = 1,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
 
@@ -270,6 +304,10 @@ def generate(
             tool turn, then the box text) or "grounding_mixed" (each sample "grounding" or
             "grounding_crop"; ``crop_fraction`` of them crop).
         crop_fraction: share of "grounding_crop" samples in "grounding_mixed".
+        targets_per_image: consecutive samples that share one picture, each naming another
+            of its shapes (as RefCOCO refers to several objects of an image): with one picture
+            and several answers, only the phrase tells them apart. A picture with fewer
+            shapes than this is followed by pictures of their own. 1: every sample its own.
         answer: the family's grounding answer for (phrase, box, width, height); default the
             neutral labelled pixel JSON.
         prompt: the family's grounding prompt for a phrase; default a neutral question.
@@ -286,21 +324,38 @@ def generate(
         raise ValueError(f"kind must be one of {', '.join(KINDS_OF_SAMPLE)}, got {kind!r}")
     if not 0.0 <= crop_fraction <= 1.0:
         raise ValueError(f"crop_fraction must be in [0, 1], got {crop_fraction}")
+    if targets_per_image < 1:
+        raise ValueError(f"targets_per_image must be >= 1, got {targets_per_image}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     samples = []
+    others: list[int] = []
     for i in range(n):
+        j, r = divmod(i, targets_per_image)  # picture j, its r-th sample
         # String seeds hash deterministically (unlike hash()), independent of PYTHONHASHSEED.
-        rng = random.Random(f"vlm_train.synthetic/{seed}/{i}")
-        image, scene = render_scene(rng, image_size, max_shapes)
-        rel = f"images/{seed}_{i:06d}.png"
-        image.save(out / rel)
+        if r == 0:
+            rng = random.Random(f"vlm_train.synthetic/{seed}/{j}")
+            image, first = render_scene(rng, image_size, max_shapes)
+            scene, rel, fresh = first, f"images/{seed}_{j:06d}.png", True
+            others = [x for x in range(len(first.shapes)) if x != first.target and refer(first, x)]
+        else:
+            rng = random.Random(f"vlm_train.synthetic/{seed}/{j}/{r}")
+            if r <= len(others):
+                scene, rel, fresh = retarget(first, others[r - 1]), f"images/{seed}_{j:06d}.png", False
+            else:
+                image, scene = render_scene(rng, image_size, max_shapes)
+                rel, fresh = f"images/{seed}_{j:06d}_{r}.png", True
+        if fresh:
+            image.save(out / rel)
         this_kind = kind
         if kind == "mixed":
             this_kind = rng.choice(("grounding", "toolqa"))
         elif kind == "grounding_mixed":
             this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
-        samples.append(_sample(scene, rel, image_size, this_kind, answer, prompt, seed, i))
+        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i)
+        if targets_per_image > 1:
+            sample.meta["picture"] = j
+        samples.append(sample)
     return samples
 
 
