@@ -1,6 +1,6 @@
 """Does the pipeline learn grounding, and does GRPO with the crop tool add to SFT? Several seeds.
 
-    .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 1100] [--grpo-steps 150] [--grpo-lr 1e-4]
+    .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 1100] [--grpo-steps 150] [--grpo-lr 3e-5]
         [--tool off|on|both] [--vision-pretrain-steps 1000]
 
 Runs configs/debug/internvl_tiny_pipeline.yaml (the quick start's job) longer, with 1-3 shapes
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sft-steps", type=int, default=1100)
     ap.add_argument("--grpo-steps", type=int, default=150)
-    ap.add_argument("--grpo-lr", type=float, default=1e-4)
+    ap.add_argument("--grpo-lr", type=float, default=3e-5)
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--beta", type=float, default=0.0)
