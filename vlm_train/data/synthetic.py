@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -209,14 +209,6 @@ def refer(scene: Scene, j: int) -> str | None:
     return None
 
 
-def retarget(scene: Scene, j: int) -> Scene:
-    """The same picture, referring to shape ``j`` (which ``refer`` can name)."""
-    phrase = refer(scene, j)
-    if phrase is None:
-        raise ValueError(f"shape {j} of the scene has no phrase that singles it out")
-    return Scene(scene.shapes, j, scene.mode, phrase, scene.relation, scene.anchor)
-
-
 def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Image.Image:
     im = Image.new("RGB", (image_size, image_size), background)
     d = ImageDraw.Draw(im)
@@ -329,7 +321,7 @@ def generate(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     samples = []
-    others: list[int] = []
+    others: list[Scene] = []  # the current picture's other shapes that a phrase can single out
     for i in range(n):
         j, r = divmod(i, targets_per_image)  # picture j, its r-th sample
         # String seeds hash deterministically (unlike hash()), independent of PYTHONHASHSEED.
@@ -337,11 +329,12 @@ def generate(
             rng = random.Random(f"vlm_train.synthetic/{seed}/{j}")
             image, first = render_scene(rng, image_size, max_shapes)
             scene, rel, fresh = first, f"images/{seed}_{j:06d}.png", True
-            others = [x for x in range(len(first.shapes)) if x != first.target and refer(first, x)]
+            others = [replace(first, target=x, phrase=p) for x in range(len(first.shapes))
+                      if x != first.target and (p := refer(first, x))]
         else:
             rng = random.Random(f"vlm_train.synthetic/{seed}/{j}/{r}")
             if r <= len(others):
-                scene, rel, fresh = retarget(first, others[r - 1]), f"images/{seed}_{j:06d}.png", False
+                scene, rel, fresh = others[r - 1], f"images/{seed}_{j:06d}.png", False
             else:
                 image, scene = render_scene(rng, image_size, max_shapes)
                 rel, fresh = f"images/{seed}_{j:06d}_{r}.png", True
