@@ -1,7 +1,7 @@
 """Does the pipeline learn grounding, and does GRPO with the crop tool add to SFT? Several seeds.
 
     .venv/bin/python benchmarks/learning.py [--seeds 0 1 2] [--sft-steps 1100] [--grpo-steps 150] [--grpo-lr 3e-5]
-        [--tool off|on|both] [--vision-pretrain-steps 1000]
+        [--tool off|on|both] [--vision-pretrain-steps 1000] [--set KEY=VALUE ...]
 
 Runs configs/debug/internvl_tiny_pipeline.yaml (the quick start's job) longer, with 1-3 shapes
 per image (``--max-shapes``; the quick start has one), once per seed
@@ -55,6 +55,7 @@ def run(seed: int, tool: bool, args) -> dict:
     ]
     if args.targets_per_image != 1:  # several samples per picture, each naming another shape
         over.append(f"data.synthetic.targets_per_image={args.targets_per_image}")
+    over += args.set  # ablations of any other key (model.tiny.layers=4, sft.learning_rate=1e-3, ...)
     if args.vision_pretrain_steps is not None:  # the tower must tell kinds apart before SFT can name them
         over.append(f"model.tiny.vision_pretrain_steps={args.vision_pretrain_steps}")
     if not tool:  # the same budget without the tool: direct answers only, no calls, no region reward
@@ -157,6 +158,7 @@ def main() -> None:
     # Longer than the quick start's 500: with several shapes the tower must also tell kinds apart.
     ap.add_argument("--vision-pretrain-steps", type=int, default=1000, help="model.tiny.vision_pretrain_steps")
     ap.add_argument("--tool", choices=("on", "off", "both"), default="off")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides, for ablations")
     ap.add_argument("--storage", default=str(REPO / "runs" / "benchmarks"))
     args = ap.parse_args()
 
