@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +98,10 @@ class ModelConfig:
     max_tiles: int | None = None
     """Dynamic tiling (families that tile): max tiles per image (family default when None)."""
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    lr_scale: dict[str, float] = field(default_factory=dict)
+    """Learning-rate multipliers per module group (``vision``, ``projector``, ``llm``; others 1),
+    as a real recipe trains the projector or tower slower than the language model: the stage's
+    ``learning_rate`` and schedule, scaled per group (vlm_train/train/param_groups.py)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
 
@@ -118,6 +122,12 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"must be >= 0, got {self.tiny.vision_pretrain_steps}")
         if self.tiny.vision_pretrain_steps and "vision_pretrain_steps" not in inspect.signature(get_family(self.family).tiny).parameters:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"the {self.family} tiny model has no vision pretraining")
+        groups = {f.name for f in fields(FreezeConfig)}
+        for g, v in self.lr_scale.items():
+            if g not in groups:
+                raise ConfigError(f"{prefix}.lr_scale.{g}", f"unknown module group (known: {', '.join(sorted(groups))})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{prefix}.lr_scale.{g}", f"must be a number > 0, got {v!r}")
         if self.freeze.vision and self.freeze.projector and self.freeze.llm and not self.lora.enabled:
             raise ConfigError(f"{prefix}.freeze", "everything is frozen and LoRA is off: nothing to train")
 

@@ -42,13 +42,14 @@ from vlm_train.train.heldout import add_heldout_eval
 from vlm_train.train.loop import train_and_finish
 from vlm_train.train.model import load_model, lora_config
 from vlm_train.train.nonfinite import NonFiniteGuard
+from vlm_train.train.param_groups import GroupLearningRates
 from vlm_train.train.rollout import CropToolRollout, Row, merge_mm
 from vlm_train.train.worker import init_worker_env
 
 log = logging.getLogger("vlm_train")
 
 
-class VLMGRPOTrainer(StepProfile, GRPOTrainer):
+class VLMGRPOTrainer(GroupLearningRates, StepProfile, GRPOTrainer):
     """GRPOTrainer whose generation is a crop-tool rollout and whose forward uses per-row pixels;
     its step time is split into rollout / score / update scalars (vlm_train.train.grpo_profile)."""
 
@@ -220,6 +221,7 @@ def train_loop(config: dict[str, Any]) -> None:
         callbacks=callbacks,
         rollout=rollout,
     )
+    trainer.lr_groups, trainer.lr_scales = family.module_groups, cfg.model.lr_scale
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard = NonFiniteGuard(cfg.run.on_nonfinite)

@@ -109,6 +109,7 @@ def train_loop(config: dict[str, Any]) -> None:
         callbacks=callbacks,
         value_loss=value_loss,
     )
+    trainer.lr_groups, trainer.lr_scales = family.module_groups, cfg.model.lr_scale
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     add_heldout_eval(trainer, cfg, args, info, family, processor, data)
     guard.install(trainer)

@@ -27,6 +27,7 @@ from trl import SFTTrainer
 
 from vlm_train.data.packing import PackedBatchSampler, RowKeyed
 from vlm_train.models.base import IGNORE
+from vlm_train.train.param_groups import GroupLearningRates
 from vlm_train.train.sft_options import SFTOptions
 from vlm_train.train.value_loss import ValueSmoothedLoss
 
@@ -40,7 +41,7 @@ def real_tokens(inputs: dict[str, Any]) -> torch.Tensor:
     return inputs["attention_mask"].sum()
 
 
-class VLMSFTTrainer(SFTTrainer):
+class VLMSFTTrainer(GroupLearningRates, SFTTrainer):
     def __init__(self, *args: Any, options: SFTOptions, lengths: list[int] | None = None,
                  value_loss: ValueSmoothedLoss | None = None, **kwargs: Any):
         self.options = options
