@@ -47,6 +47,7 @@ def test_scaled_groups_follow_the_schedule(tmp_path):
     assert lr_of(opt, model, "model.vision_tower.bias") == pytest.approx(5e-4)
     assert lr_of(opt, model, "model.language_model.weight") == pytest.approx(1e-3)
     assert lr_of(opt, model, "lm_head.weight") == pytest.approx(1e-3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)  # the logged learning_rate stays the stage's
     # Every trainable parameter is in exactly one group, and weight decay is kept per split.
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(ids) == len(set(ids))

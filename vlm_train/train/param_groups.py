@@ -40,7 +40,9 @@ def split_by_scale(
             by_scale.setdefault(scale_of(param), []).append(param)
         for s, params in by_scale.items():
             out.append({**group, "params": params, "lr": group["lr"] * s, "lr_scale": s})
-    return out
+    # Unscaled groups first: the trainer logs the first group's rate as ``learning_rate``, which
+    # should stay the stage's configured rate.
+    return sorted(out, key=lambda g: g["lr_scale"] != 1.0)
 
 
 class GroupLearningRates:
