@@ -167,6 +167,11 @@ class SyntheticConfig:
     """Training samples per picture, each naming another of its shapes (RefCOCO refers to
     several objects per image): the same pixels with another answer teach that the phrase
     decides. The held-out split keeps one per picture."""
+    text_first: bool = False
+    """The user turn puts the phrase before the image. In a causal language model the image
+    tokens then see the phrase, so each can tell whether it belongs to the named shape; with
+    the image first only the answer's tokens can match the phrase against the image
+    (docs/models.md). Real checkpoints expect the image first (their prompts)."""
 
     def validate(self, prefix: str) -> None:
         if self.targets_per_image < 1:

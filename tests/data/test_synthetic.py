@@ -225,3 +225,30 @@ def test_quick_start_sft_data_holds_crop_tool_samples(repo, tmp_path):
     share = sum(any(m.role == "tool" for m in s.messages) for s in samples) / len(samples)
     # GRPO can only reinforce calls the policy makes: SFT must teach calling the tool.
     assert 0.5 <= share < 1.0, share
+
+
+def test_text_first_puts_the_phrase_before_the_image(tmp_path, tiny_internvl):
+    from transformers import AutoProcessor
+
+    from vlm_train.models import get_family
+    from vlm_train.models.base import InputsConfig
+
+    a = generate(tmp_path / "a", 12, seed=2, image_size=64, kind="grounding_mixed", crop_fraction=0.5)
+    b = generate(tmp_path / "b", 12, seed=2, image_size=64, kind="grounding_mixed", crop_fraction=0.5, text_first=True)
+    for x, y in zip(a, b, strict=True):
+        # The same scenes, phrases and answers; only the user turn's order differs.
+        assert [p.type for p in x.messages[0].content] == ["image", "text"]
+        assert [p.type for p in y.messages[0].content] == ["text", "image"]
+        assert x.messages[0].content[::-1] == y.messages[0].content and x.messages[1:] == y.messages[1:]
+        assert x.targets == y.targets
+    # Through the family's collator the phrase's tokens precede the image's, so in a causal
+    # model the image tokens can attend to the phrase.
+    proc = AutoProcessor.from_pretrained(tiny_internvl)
+    tok = proc.tokenizer
+    batch = get_family("internvl").make_inputs(proc, InputsConfig(image_roots=(str(tmp_path / "b"),)))(b[:1])
+    ids = batch["input_ids"][0].tolist()
+    image = ids.index(tok.convert_tokens_to_ids("<IMG_CONTEXT>"))
+    assert b[0].targets[0].phrase in tok.decode(ids[:image])
+    batch = get_family("internvl").make_inputs(proc, InputsConfig(image_roots=(str(tmp_path / "a"),)))(a[:1])
+    ids = batch["input_ids"][0].tolist()
+    assert a[0].targets[0].phrase not in tok.decode(ids[: ids.index(tok.convert_tokens_to_ids("<IMG_CONTEXT>"))])

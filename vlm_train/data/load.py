@@ -191,7 +191,8 @@ def load_dataset(
         n = syn.n if split == "train" else syn.n_eval
         generated = synthetic.generate(
             out, n, seed, syn.image_size, syn.max_shapes, syn.kind, crop_fraction=syn.crop_fraction,
-            targets_per_image=syn.targets_per_image if split == "train" else 1, **_family_text(family)
+            targets_per_image=syn.targets_per_image if split == "train" else 1, text_first=syn.text_first,
+            **_family_text(family)
         )
         roots.append(str(out.resolve()))
         for s in generated:

@@ -280,6 +280,7 @@ def generate(
     prompt: Prompt = coords.plain_grounding_prompt,
     crop_fraction: float = 0.5,
     targets_per_image: int = 1,
+    text_first: bool = False,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
 
@@ -300,6 +301,9 @@ def generate(
             of its shapes (as RefCOCO refers to several objects of an image): with one picture
             and several answers, only the phrase tells them apart. A picture with fewer
             shapes than this is followed by pictures of their own. 1: every sample its own.
+        text_first: the user turn puts the phrase (or question) before the image, so that in
+            a causal language model the image tokens can attend to the phrase; default the
+            image first, as the families' own prompts do.
         answer: the family's grounding answer for (phrase, box, width, height); default the
             neutral labelled pixel JSON.
         prompt: the family's grounding prompt for a phrase; default a neutral question.
@@ -345,7 +349,7 @@ def generate(
             this_kind = rng.choice(("grounding", "toolqa"))
         elif kind == "grounding_mixed":
             this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
-        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i)
+        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i, text_first)
         if targets_per_image > 1:
             sample.meta["picture"] = j
         samples.append(sample)
@@ -353,8 +357,13 @@ def generate(
 
 
 def _sample(
-    scene: Scene, rel: str, size: int, kind: str, answer_of: Answer, prompt: Prompt, seed: int, i: int
+    scene: Scene, rel: str, size: int, kind: str, answer_of: Answer, prompt: Prompt, seed: int, i: int,
+    text_first: bool = False,
 ) -> Sample:
+    def user(text: str) -> Message:
+        parts = [Part("image", media=rel), Part("text", text=text)]
+        return Message("user", parts[::-1] if text_first else parts)
+
     t = scene.shapes[scene.target]
     assert t.box is not None
     regions = [GroundingTarget(s.name(with_size=True), s.box) for s in scene.shapes if s.box is not None]
@@ -369,7 +378,7 @@ def _sample(
     if kind == "grounding":
         answer = answer_of(scene.phrase, t.box, size, size)
         messages = [
-            Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),
+            user(prompt(scene.phrase)),
             Message("assistant", [Part("text", text=answer)]),
         ]
         meta["answer"] = answer
@@ -377,7 +386,7 @@ def _sample(
         answer = answer_of(scene.phrase, t.box, size, size)
         region = crop_region(t.box, size)
         messages = [
-            Message("user", [Part("image", media=rel), Part("text", text=prompt(scene.phrase))]),
+            user(prompt(scene.phrase)),
             Message("assistant", [Part("tool_call", tool="crop", box=region)]),
             Message("tool", [Part("tool_response", source=rel, box=region)]),
             Message("assistant", [Part("text", text=answer)]),
@@ -386,7 +395,7 @@ def _sample(
         meta["crop_box"] = region.as_list()
     else:
         q, a3, answer = toolqa_texts(scene, size)
-        messages = [Message("user", [Part("image", media=rel), Part("text", text=q)])]
+        messages = [user(q)]
         messages += split_tool_calls(a3, rel, (size, size))
         meta["answer"] = answer
     return Sample(
