@@ -42,7 +42,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--text-first", action="store_true")
     ap.add_argument("--train-vision", action="store_true")
+    ap.add_argument("--freeze-projector", action="store_true")
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--pool", type=int, default=16000,
+                    help="scenes generated for training (colour2 keeps about a quarter of them)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -65,7 +68,7 @@ def main() -> None:
     family = get_family(cfg.model.family)
     cfg = materialise_model(cfg, family)
     model, processor = family.load(cfg.model, dtype=torch.float32)
-    freeze_groups(model, family.module_groups, {"vision": not args.train_vision})
+    freeze_groups(model, family.module_groups, {"vision": not args.train_vision, "projector": args.freeze_projector})
 
     def colour2(s) -> bool:
         return s.meta["n_shapes"] == 2 and s.meta["mode"] == "colour"
@@ -73,7 +76,7 @@ def main() -> None:
     text = {"answer": family.grounding_answer, "prompt": family.grounding_prompt, "text_first": args.text_first}
     only = args.scenes == "colour2"
     # A quarter of the 1-2-shape scenes are two-shape colour scenes: 16,000 give about 4,000.
-    train = generate(work / "train", 16000 if only else 4096, 0, 128, 2 if only else 3, "grounding", **text)
+    train = generate(work / "train", args.pool if only else 4096, 0, 128, 2 if only else 3, "grounding", **text)
     train = [s for s in train if colour2(s)] if only else train
     held = [s for s in generate(work / "eval", 600, 1_000_000, 128, 2, "grounding", **text) if colour2(s)][:80]
     print(f"{len(train)} training samples ({args.scenes}), {len(held)} held-out two-shape colour scenes", flush=True)
