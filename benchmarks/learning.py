@@ -12,8 +12,8 @@ GRPO), or both, the same SFT and GRPO steps. Unlike the quick start, SFT trains 
 model only (the pretrained projector stays frozen with the tower) and the phrase comes before
 the image (``--train-projector`` and ``--image-first`` undo either): with the projector trained,
 the tiny model never learns to use the colour word (docs/models.md, "What hid the colour").
-The defaults are the settings measured there: about 10 min per seed and setting on a 2-core
-AMD EPYC.
+The defaults are the settings measured there: on a 2-core AMD EPYC, 9-10 min per seed without
+the tool and 14 min with it.
 Prints held-out Acc@0.5 and mean IoU before SFT, after SFT and after GRPO, Acc@0.5 by number
 of shapes, the random-shape baseline (a perfect localiser that boxes a random shape of the
 image) and the named-shape share on 2- and 3-shape images (of predictions that hit some shape,
