@@ -1,7 +1,7 @@
 """Can the quick start's tiny model learn to pick a shape by its colour word? A plain-loop diagnostic.
 
     python benchmarks/colour_referring.py [--scenes colour2|all] [--steps 2000] [--lr 1e-3]
-        [--text-first] [--train-vision] [--eval-every 500] [key=value ...]
+        [--text-first] [--train-vision] [--freeze-projector] [--pool 16000] [--eval-every 500] [key=value ...]
 
 The learning benchmark (benchmarks/learning.py) finds that after SFT, on two-shape scenes of
 one kind told apart only by colour, about half of the boxes that hit a shape hit the named one:
@@ -16,7 +16,8 @@ the boxes that hit some shape (IoU >= 0.5), how many hit the named one. A model 
 colour word reaches a share near 1; a random pick, 1/2.
 
 ``--text-first`` puts the phrase before the image (data.synthetic.text_first); ``--train-vision``
-trains the tower too. Extra ``key=value`` arguments override the config (model.tiny.layers=4).
+trains the tower too; ``--freeze-projector`` trains the language model only; ``--pool`` sets how
+many scenes are generated for ``colour2`` training (about a quarter are kept). Extra ``key=value`` arguments override the config (model.tiny.layers=4).
 Takes 4-7 min for 2,000 steps on a 2-core machine.
 """
 
