@@ -68,6 +68,13 @@ def run(seed: int, tool: bool, args) -> dict:
         over.append("data.synthetic.text_first=true")
     if not args.train_projector:
         over.append("model.freeze.projector=true")  # the tower is frozen by the config
+    if args.task == "pattern":
+        # Striped and plain twins on a 256 px canvas seen as one 64 px view: the stripes vanish in
+        # the view and show in a crop (docs/models.md, "A task where the crop pays"). With the
+        # tool on every SFT sample crops, half of them the other twin (then answers the named one).
+        over += ["data.synthetic.image_size=256", "data.synthetic.modes=[pattern]", "data.synthetic.min_shapes=2"]
+        if tool:
+            over.append("data.synthetic.crop_fraction=1.0")
     over += args.set  # ablations of any other key (model.tiny.layers=4, grpo.max_completion_length=96, ...)
     if args.vision_pretrain_steps is not None:  # the tower must tell kinds apart before SFT can name them
         over.append(f"model.tiny.vision_pretrain_steps={args.vision_pretrain_steps}")
@@ -174,6 +181,9 @@ def main() -> None:
     # Longer than the quick start's 500: with several shapes the tower must also tell kinds apart.
     ap.add_argument("--vision-pretrain-steps", type=int, default=1000, help="model.tiny.vision_pretrain_steps")
     ap.add_argument("--tool", choices=("on", "off", "both"), default="off")
+    ap.add_argument("--task", choices=("shapes", "pattern"), default="shapes",
+                    help="shapes: the 1-3-shape colour/size/relation mix; pattern: striped and plain twins "
+                         "that only a crop tells apart (256 px images, 2-3 shapes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides, for ablations")
     ap.add_argument("--storage", default=str(REPO / "runs" / "benchmarks"))
     args = ap.parse_args()

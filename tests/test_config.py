@@ -28,6 +28,10 @@ BAD = [
     ("TRL field wrong type", ["sft.max_steps=many"], "sft.max_steps: expected a number"),
     ("missing DeepSpeed json", ["deepspeed.config=configs/deepspeed/zero9.json"], "deepspeed.config: DeepSpeed config not found"),
     ("fraction out of range", ["data.max_error_fraction=2"], "data.max_error_fraction: must be in [0, 1]"),
+    # Inside an optional section the message names the key, not just the section.
+    ("bad key in an optional section", ["data.synthetic.crop_fraction=2"], "data.synthetic.crop_fraction: must be in [0, 1]"),
+    ("unknown synthetic mode", ["data.synthetic.modes=[texture]"], "data.synthetic.modes: must be a non-empty list among"),
+    ("min_shapes above max_shapes", ["data.synthetic.min_shapes=9"], "data.synthetic.min_shapes: must be in [1, max_shapes="),
     ("missing data file", ["data.train=[{path: /no/such.jsonl}]"], "data.train[0].path: data file not found"),
     ("unknown stage", ["stages=[sft, dpo]"], "stages: unknown stage 'dpo'"),
     ("eval not last", ["stages=[eval, sft]"], "stages: eval comes once, last"),

@@ -172,8 +172,19 @@ class SyntheticConfig:
     tokens then see the phrase, so each can tell whether it belongs to the named shape; with
     the image first only the answer's tokens can match the phrase against the image
     (docs/models.md). Real checkpoints expect the image first (their prompts)."""
+    modes: list[str] | None = None
+    """Modes of multi-shape scenes, among colour, size, relation, pattern (default the first
+    three). ``[pattern]``: striped and plain twins that only a crop tells apart on an image four
+    times the model's input side (docs/models.md, "A task where the crop pays")."""
+    min_shapes: int = 1
 
     def validate(self, prefix: str) -> None:
+        from vlm_train.data.synthetic import MODES
+
+        if self.modes is not None and (not self.modes or any(m not in MODES for m in self.modes)):
+            raise ConfigError(f"{prefix}.modes", f"must be a non-empty list among {', '.join(MODES)}, got {self.modes}")
+        if not 1 <= self.min_shapes <= self.max_shapes:
+            raise ConfigError(f"{prefix}.min_shapes", f"must be in [1, max_shapes={self.max_shapes}], got {self.min_shapes}")
         if self.targets_per_image < 1:
             raise ConfigError(f"{prefix}.targets_per_image", f"must be >= 1, got {self.targets_per_image}")
         if not 0.0 <= self.crop_fraction <= 1.0:

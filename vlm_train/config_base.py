@@ -76,7 +76,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             try:
                 return _coerce(value, a, key)
             except ConfigError as e:
-                errors.append(e.reason)
+                errors.append(e)
+        if len(errors) == 1:  # an optional value (X | None): X's own error names the inner key
+            raise errors[0]
         raise ConfigError(key, f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):

@@ -252,3 +252,93 @@ def test_text_first_puts_the_phrase_before_the_image(tmp_path, tiny_internvl):
     batch = get_family("internvl").make_inputs(proc, InputsConfig(image_roots=(str(tmp_path / "a"),)))(a[:1])
     ids = batch["input_ids"][0].tolist()
     assert a[0].targets[0].phrase not in tok.decode(ids[: ids.index(tok.convert_tokens_to_ids("<IMG_CONTEXT>"))])
+
+
+def test_pattern_twins_differ_only_in_their_stripes(tmp_path):
+    samples = generate(tmp_path, 40, seed=6, image_size=256, max_shapes=3, modes=("pattern",), min_shapes=2)
+    assert {s.meta["mode"] for s in samples} == {"pattern"}
+    assert {s.meta["n_shapes"] for s in samples} == {2, 3}
+    words = Counter()
+    for s in samples:
+        phrase = s.targets[0].phrase  # "the striped red circle"
+        _, pattern, colour, kind = phrase.split()
+        words[pattern] += 1
+        twins = [r for r in s.regions if r.phrase.endswith(f"{colour} {kind}")]
+        # Two of one kind, colour and size class; only the word "striped" names one of them.
+        assert len(twins) == 2 and {r.phrase.split()[0] for r in twins} == {"small"}
+        assert sorted("striped" in r.phrase for r in twins) == [False, True]
+        named = next(r for r in twins if ("striped" in r.phrase) == (pattern == "striped"))
+        assert named.box == s.targets[0].box
+    assert set(words) == {"plain", "striped"}
+
+
+def test_stripes_vanish_in_the_view_and_show_in_the_crop(tiny_internvl):
+    import random
+    from dataclasses import replace
+
+    from transformers import AutoProcessor
+
+    from vlm_train.data.synthetic import crop_region, draw, make_scene
+
+    image_processor = AutoProcessor.from_pretrained(tiny_internvl).image_processor
+    side = image_processor.size["height"]  # the model's one view (the benchmark's max_tiles 1)
+
+    def pixels(im):
+        return image_processor([im], crop_to_patches=False, return_tensors="pt")["pixel_values"][0]
+
+    def stripe_signal(canvas: int, crop: bool) -> float:
+        """Mean |striped - plain| of the model's pixels over the striped shape, 20 scenes."""
+        out = []
+        for i in range(20):
+            scene = make_scene(random.Random(f"stripes/{i}"), canvas, 2, ("pattern",), 2)
+            plain = replace(scene, shapes=[replace(s, pattern="plain") for s in scene.shapes])
+            a, b = draw(scene, canvas, (240, 240, 240)), draw(plain, canvas, (240, 240, 240))
+            box = next(s.box for s in scene.shapes if s.pattern == "striped")
+            x0, y0, x1, y1 = (0, 0, canvas, canvas)
+            if crop:  # what the crop tool returns for a call around the striped twin
+                r = crop_region(box, canvas)
+                x0, y0, x1, y1 = int(r.x1), int(r.y1), int(r.x2), int(r.y2)
+                a, b = a.crop((x0, y0, x1, y1)), b.crop((x0, y0, x1, y1))
+            sx, sy = side / (x1 - x0), side / (y1 - y0)
+            c0, r0, c1, r1 = (int((box.x1 - x0) * sx), int((box.y1 - y0) * sy),
+                              int((box.x2 - x0) * sx), int((box.y2 - y0) * sy))
+            out.append((pixels(a) - pixels(b)).abs()[:, r0:r1, c0:c1].mean().item())
+        return sum(out) / len(out)
+
+    view, zoom, half = stripe_signal(4 * side, False), stripe_signal(4 * side, True), stripe_signal(2 * side, False)
+    # On a canvas 4x the view's side the stripes average away (measured 0.10); a crop shows
+    # them (0.47), as does a view of a canvas only 2x its side (0.38): resolution hides them.
+    assert view < 0.15 and zoom > 0.35 and half > 0.3 and zoom > 3 * view, (view, zoom, half)
+
+
+def test_pattern_crops_look_at_the_left_twin_and_answer_the_named_one(tmp_path):
+    from vlm_train.data.synthetic import crop_region
+
+    samples = generate(tmp_path, 60, seed=7, image_size=256, max_shapes=2, modes=("pattern",), min_shapes=2,
+                       kind="grounding_crop")
+    decoys = 0
+    for s in samples:
+        call = s.messages[1].content[-1]
+        t = s.targets[0].box
+        other = next(r.box for r in s.regions if r.box != t)
+        assert s.messages[3].content[0].text == s.meta["answer"] == coords.plain_grounding_answer(
+            s.targets[0].phrase, t, 256, 256)
+        left = min((t, other), key=lambda b: (b.x1 + b.x2, b.y1 + b.y2))
+        # The call looks at the left twin, named or not (the view cannot tell them apart) ...
+        assert call.box == crop_region(left, 256) and s.meta["crop_of_target"] == (left == t)
+        decoys += left != t
+    # ... so about half the crops show the other twin, and the answer is still the named one.
+    assert 20 <= decoys <= 40, decoys
+    # Other modes always crop the named shape.
+    plain = generate(tmp_path / "b", 30, seed=7, image_size=128, max_shapes=3, kind="grounding_crop")
+    assert all(s.meta["crop_of_target"] for s in plain)
+
+
+def test_modes_and_min_shapes_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="modes"):
+        generate(tmp_path, 1, modes=("texture",))
+    with pytest.raises(ValueError, match="min_shapes"):
+        generate(tmp_path, 1, max_shapes=2, min_shapes=3)
+    # A mode that needs more shapes than a scene has falls back to colour.
+    samples = generate(tmp_path, 20, seed=1, max_shapes=2, modes=("relation",), min_shapes=2)
+    assert {s.meta["mode"] for s in samples} == {"colour"}

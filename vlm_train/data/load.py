@@ -192,7 +192,7 @@ def load_dataset(
         generated = synthetic.generate(
             out, n, seed, syn.image_size, syn.max_shapes, syn.kind, crop_fraction=syn.crop_fraction,
             targets_per_image=syn.targets_per_image if split == "train" else 1, text_first=syn.text_first,
-            **_family_text(family)
+            modes=tuple(syn.modes) if syn.modes else None, min_shapes=syn.min_shapes, **_family_text(family)
         )
         roots.append(str(out.resolve()))
         for s in generated:

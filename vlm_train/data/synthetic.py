@@ -12,7 +12,11 @@ CPU-learning notes in docs/models.md, "Tiny models on CPU": a model that only le
 - ``size``: the same kind and colour in the other size (and a same-kind, same-size shape of
   another colour): "the small red circle";
 - ``relation``: two shapes of the same kind and colour, one on each side of an anchor
-  shape: "the blue square left of the green triangle".
+  shape: "the blue square left of the green triangle";
+- ``pattern`` (only when asked for, ``modes``): twins of one kind, colour and size class, one
+  striped and one plain: "the striped red circle". The stripes are finer than a 4x-downscaled
+  view resolves and keep the fill's mean colour, so on a canvas four times the model's input
+  side only a crop tells the twins apart (docs/models.md, "A task where the crop pays").
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 GAP = 2  # pixels between shapes, so boxes never touch
 # Fillers need a kind+colour pair of their own (24 pairs, 3 taken by the named shapes).
 MAX_SHAPES = 12
+MODES: tuple[str, ...] = ("colour", "size", "relation", "pattern")
+"""Modes of multi-shape scenes; by default the first three (``pattern`` only when asked for)."""
+MIN_SHAPES_OF_MODE = {"colour": 2, "size": 2, "relation": 3, "pattern": 2}
+PATTERNS: tuple[str, ...] = ("plain", "striped")
+# Horizontal stripes, this many canvas pixels per light+dark pair, each row the fill colour
+# plus or minus STRIPE_AMPLITUDE (per channel, clipped symmetrically so the mean stays the
+# fill's). Measured with the tiny InternVL's frozen tower: a linear probe tells striped from
+# plain at 0.57 in a 64 px view of a 256 px canvas (chance 0.5) and at 0.92 in the crop.
+STRIPE_PERIOD = 6
+STRIPE_AMPLITUDE = 60
 
 Kind = Literal["grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed"]
 KINDS_OF_SAMPLE: tuple[str, ...] = ("grounding", "toolqa", "mixed", "grounding_crop", "grounding_mixed")
@@ -60,9 +74,10 @@ class Shape:
     colour: str
     size: str
     box: Box | None = None
+    pattern: str = "plain"
 
-    def name(self, with_size: bool = False) -> str:
-        words = ([self.size] if with_size else []) + [self.colour, self.kind]
+    def name(self, with_size: bool = False, with_pattern: bool = False) -> str:
+        words = ([self.size] if with_size else []) + ([self.pattern] if with_pattern else []) + [self.colour, self.kind]
         return " ".join(words)
 
 
@@ -106,6 +121,10 @@ def _attributes(rng: random.Random, n: int, mode: str) -> tuple[list[Shape], str
         ak = rng.choice(KINDS)
         ac = _other(rng, colours, t.colour) if ak == t.kind else rng.choice(colours)
         shapes.append(Shape(ak, ac, "small"))
+    elif mode == "pattern":
+        # Small, so that a crop around one (twice its side) zooms in on the canvas.
+        t.size, t.pattern = "small", rng.choice(PATTERNS)
+        shapes.append(Shape(t.kind, t.colour, t.size, pattern=_other(rng, PATTERNS, t.pattern)))
     taken = {(s.kind, s.colour) for s in shapes}
     while len(shapes) < n:
         # Fillers never share kind+colour with a named shape, so they never compete.
@@ -163,7 +182,7 @@ def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts:
                 continue
             phrase = f"the {t.name()} {relation} the {anchor.name()}"
         else:
-            phrase = f"the {t.name(with_size=(mode == 'size'))}"
+            phrase = f"the {t.name(with_size=(mode == 'size'), with_pattern=(mode == 'pattern'))}"
         # Shuffle so the target's index carries no information; keep track of it.
         order = list(range(len(shapes)))
         rng.shuffle(order)
@@ -172,11 +191,20 @@ def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts:
     return None
 
 
-def make_scene(rng: random.Random, image_size: int, max_shapes: int) -> Scene:
-    """One scene whose phrase singles out the target and needs its attribute/relation words."""
-    n = rng.randint(1, max_shapes)
-    modes = ["single"] if n == 1 else ["colour", "size"] + (["relation"] if n >= 3 else [])
-    mode = rng.choice(modes)
+def make_scene(rng: random.Random, image_size: int, max_shapes: int, modes: tuple[str, ...] | None = None,
+               min_shapes: int = 1) -> Scene:
+    """One scene whose phrase singles out the target and needs its attribute/relation words.
+
+    ``modes``: the modes a scene of several shapes draws from (default colour, size and, with
+    3+ shapes, relation); those needing more shapes than the scene has are left out, and a
+    scene that none fits is a colour scene. ``min_shapes``: the fewest shapes per scene.
+    """
+    n = rng.randint(min_shapes, max_shapes)
+    if n == 1:
+        fits = ["single"]
+    else:
+        fits = [m for m in modes or MODES[:3] if MIN_SHAPES_OF_MODE[m] <= n] or ["colour"]
+    mode = rng.choice(fits)
     # Crowded small images: fall back to the easiest mode that still needs its words.
     scene = _try_scene(rng, image_size, n, mode, 200) or _try_scene(
         rng, image_size, n, "colour" if n > 1 else mode, 400
@@ -197,9 +225,9 @@ def refer(scene: Scene, j: int) -> str | None:
     if j == scene.target:
         return scene.phrase
     s = scene.shapes[j]
-    for with_size in (False, True):
-        if sum(o.name(with_size) == s.name(with_size) for o in scene.shapes) == 1:
-            return f"the {s.name(with_size)}"
+    for with_size, with_pattern in ((False, False), (True, False), (False, True)):
+        if sum(o.name(with_size, with_pattern) == s.name(with_size, with_pattern) for o in scene.shapes) == 1:
+            return f"the {s.name(with_size, with_pattern)}"
     if scene.anchor is not None and j != scene.anchor:
         a, rel = scene.shapes[scene.anchor], _OPPOSITE[scene.relation]
         assert s.box is not None and a.box is not None
@@ -225,12 +253,28 @@ def draw(scene: Scene, image_size: int, background: tuple[int, int, int]) -> Ima
             d.polygon([(x1, y2), (x2, y2), (mx, y1)], fill=fill)
         else:  # diamond
             d.polygon([(mx, y1), (x2, my), (mx, y2), (x1, my)], fill=fill)
+        if s.pattern == "striped":
+            _stripe(im, (x1, y1, x2 + 1, y2 + 1), fill)
     return im
 
 
-def render_scene(rng: random.Random, image_size: int, max_shapes: int) -> tuple[Image.Image, Scene]:
+def _stripe(im: Image.Image, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    """Repaint the ``fill`` pixels inside ``box`` as stripes whose mean is ``fill``."""
+    amp = [min(STRIPE_AMPLITUDE, c, 255 - c) for c in fill]
+    light, dark = (tuple(c + a for c, a in zip(fill, amp, strict=True)),
+                   tuple(c - a for c, a in zip(fill, amp, strict=True)))
+    px = im.load()
+    for y in range(box[1], box[3]):
+        row = light if (y // (STRIPE_PERIOD // 2)) % 2 == 0 else dark
+        for x in range(box[0], box[2]):
+            if px[x, y] == fill:
+                px[x, y] = row
+
+
+def render_scene(rng: random.Random, image_size: int, max_shapes: int, modes: tuple[str, ...] | None = None,
+                 min_shapes: int = 1) -> tuple[Image.Image, Scene]:
     """A scene and its picture on a light grey background, both drawn from ``rng``."""
-    scene = make_scene(rng, image_size, max_shapes)
+    scene = make_scene(rng, image_size, max_shapes, modes, min_shapes)
     grey = rng.randint(225, 255)
     return draw(scene, image_size, (grey, grey, grey)), scene
 
@@ -281,6 +325,8 @@ def generate(
     crop_fraction: float = 0.5,
     targets_per_image: int = 1,
     text_first: bool = False,
+    modes: tuple[str, ...] | None = None,
+    min_shapes: int = 1,
 ) -> list[Sample]:
     """Write ``n`` images under ``out_dir/images`` and return their canonical samples.
 
@@ -312,10 +358,13 @@ def generate(
         Samples with ``targets`` (the phrase and its pixel box), ``regions`` (every shape),
         ``image_sizes`` and ``meta`` (n_shapes, mode, kind, answer, seed, index).
     """
-    if n < 0 or not 1 <= max_shapes <= MAX_SHAPES or image_size < 16:
+    if n < 0 or not 1 <= min_shapes <= max_shapes <= MAX_SHAPES or image_size < 16:
         raise ValueError(
-            f"need n >= 0, 1 <= max_shapes <= {MAX_SHAPES}, image_size >= 16 (got {n}, {max_shapes}, {image_size})"
+            f"need n >= 0, 1 <= min_shapes <= max_shapes <= {MAX_SHAPES}, image_size >= 16 "
+            f"(got {n}, {min_shapes}, {max_shapes}, {image_size})"
         )
+    if unknown := [m for m in modes or () if m not in MODES]:
+        raise ValueError(f"modes must be among {', '.join(MODES)}, got {', '.join(unknown)}")
     if kind not in KINDS_OF_SAMPLE:
         raise ValueError(f"kind must be one of {', '.join(KINDS_OF_SAMPLE)}, got {kind!r}")
     if not 0.0 <= crop_fraction <= 1.0:
@@ -331,7 +380,7 @@ def generate(
         # String seeds hash deterministically (unlike hash()), independent of PYTHONHASHSEED.
         if r == 0:
             rng = random.Random(f"vlm_train.synthetic/{seed}/{j}")
-            image, first = render_scene(rng, image_size, max_shapes)
+            image, first = render_scene(rng, image_size, max_shapes, modes, min_shapes)
             scene, rel, fresh = first, f"images/{seed}_{j:06d}.png", True
             others = [replace(first, target=x, phrase=p) for x in range(len(first.shapes))
                       if x != first.target and (p := refer(first, x))]
@@ -340,7 +389,7 @@ def generate(
             if r <= len(others):
                 scene, rel, fresh = others[r - 1], f"images/{seed}_{j:06d}.png", False
             else:
-                image, scene = render_scene(rng, image_size, max_shapes)
+                image, scene = render_scene(rng, image_size, max_shapes, modes, min_shapes)
                 rel, fresh = f"images/{seed}_{j:06d}_{r}.png", True
         if fresh:
             image.save(out / rel)
@@ -349,16 +398,29 @@ def generate(
             this_kind = rng.choice(("grounding", "toolqa"))
         elif kind == "grounding_mixed":
             this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
-        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i, text_first)
+        crop_of = scene.target
+        if this_kind == "grounding_crop" and scene.mode == "pattern":
+            # The view shows two identical twins, so no policy can aim at the named one: the
+            # crop looks at the left twin, and the answer is that one or, when the crop shows
+            # the other pattern, the twin not cropped. A fixed rule, so the call is learnable.
+            named = scene.shapes[scene.target].name()
+            twins = [k for k, o in enumerate(scene.shapes) if o.name() == named]
+            crop_of = min(twins, key=lambda k: _centre_order(scene.shapes[k].box))
+        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i, text_first, crop_of)
         if targets_per_image > 1:
             sample.meta["picture"] = j
         samples.append(sample)
     return samples
 
 
+def _centre_order(box: Box) -> tuple[float, float]:
+    """Left to right by centre, then top to bottom (twins one above the other)."""
+    return box.x1 + box.x2, box.y1 + box.y2
+
+
 def _sample(
     scene: Scene, rel: str, size: int, kind: str, answer_of: Answer, prompt: Prompt, seed: int, i: int,
-    text_first: bool = False,
+    text_first: bool = False, crop_of: int | None = None,
 ) -> Sample:
     def user(text: str) -> Message:
         parts = [Part("image", media=rel), Part("text", text=text)]
@@ -366,7 +428,8 @@ def _sample(
 
     t = scene.shapes[scene.target]
     assert t.box is not None
-    regions = [GroundingTarget(s.name(with_size=True), s.box) for s in scene.shapes if s.box is not None]
+    regions = [GroundingTarget(s.name(with_size=True, with_pattern=s.pattern != "plain"), s.box)
+               for s in scene.shapes if s.box is not None]
     meta = {
         "n_shapes": len(scene.shapes),
         "mode": scene.mode,
@@ -384,7 +447,9 @@ def _sample(
         meta["answer"] = answer
     elif kind == "grounding_crop":
         answer = answer_of(scene.phrase, t.box, size, size)
-        region = crop_region(t.box, size)
+        cropped = scene.shapes[scene.target if crop_of is None else crop_of]
+        assert cropped.box is not None
+        region = crop_region(cropped.box, size)
         messages = [
             user(prompt(scene.phrase)),
             Message("assistant", [Part("tool_call", tool="crop", box=region)]),
@@ -393,6 +458,7 @@ def _sample(
         ]
         meta["answer"] = answer
         meta["crop_box"] = region.as_list()
+        meta["crop_of_target"] = cropped is t
     else:
         q, a3, answer = toolqa_texts(scene, size)
         messages = [user(q)]
