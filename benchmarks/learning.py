@@ -69,12 +69,15 @@ def run(seed: int, tool: bool, args) -> dict:
     if not args.train_projector:
         over.append("model.freeze.projector=true")  # the tower is frozen by the config
     if args.task == "pattern":
-        # Striped and plain twins on a 256 px canvas seen as one 64 px view: the stripes vanish in
-        # the view and show in a crop (docs/models.md, "A task where the crop pays"). With the
-        # tool on every SFT sample crops, half of them the other twin (then answers the named one).
-        over += ["data.synthetic.image_size=256", "data.synthetic.modes=[pattern]", "data.synthetic.min_shapes=2"]
+        # Striped and plain twins in one quadrant of a 256 px canvas seen as one 64 px view: the
+        # stripes vanish in the view and show in a crop of the quadrant (docs/models.md, "A task
+        # where the crop pays"); the tower's pretraining includes stripes. With the tool on every
+        # SFT sample crops the quadrant. The reward is the answer's (IoU + box validity) either
+        # way: a quadrant overlaps a small shape at IoU ~0.1, which the region reward calls a miss.
+        over += ["data.synthetic.image_size=256", "data.synthetic.modes=[pattern]", "data.synthetic.min_shapes=2",
+                 "model.tiny.vision_pretrain_patterns=true"]
         if tool:
-            over.append("data.synthetic.crop_fraction=1.0")
+            over += ["data.synthetic.crop_fraction=1.0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
     over += args.set  # ablations of any other key (model.tiny.layers=4, grpo.max_completion_length=96, ...)
     if args.vision_pretrain_steps is not None:  # the tower must tell kinds apart before SFT can name them
         over.append(f"model.tiny.vision_pretrain_steps={args.vision_pretrain_steps}")

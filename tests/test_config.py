@@ -32,6 +32,8 @@ BAD = [
     ("bad key in an optional section", ["data.synthetic.crop_fraction=2"], "data.synthetic.crop_fraction: must be in [0, 1]"),
     ("unknown synthetic mode", ["data.synthetic.modes=[texture]"], "data.synthetic.modes: must be a non-empty list among"),
     ("min_shapes above max_shapes", ["data.synthetic.min_shapes=9"], "data.synthetic.min_shapes: must be in [1, max_shapes="),
+    ("pattern pretraining without pretraining", ["model.tiny.vision_pretrain_patterns=true"],
+     "model.tiny.vision_pretrain_patterns: needs model.tiny.vision_pretrain_steps > 0"),
     ("missing data file", ["data.train=[{path: /no/such.jsonl}]"], "data.train[0].path: data file not found"),
     ("unknown stage", ["stages=[sft, dpo]"], "stages: unknown stage 'dpo'"),
     ("eval not last", ["stages=[eval, sft]"], "stages: eval comes once, last"),

@@ -80,6 +80,10 @@ class TinyConfig:
     """Steps of pretraining the tiny vision tower and projector get at build time, on a dense
     synthetic-shapes task (vlm_train/models/common/vision_pretrain.py), as a real vision encoder
     is pretrained before VLM training; 0: left random. Families without it refuse > 0."""
+    vision_pretrain_patterns: bool = False
+    """The pretraining's shapes are striped or plain at random and the task also names the
+    pattern, so the tower can tell stripes apart where they are resolved (for
+    ``data.synthetic.modes: [pattern]``)."""
 
 
 @dataclass
@@ -122,6 +126,10 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"must be >= 0, got {self.tiny.vision_pretrain_steps}")
         if self.tiny.vision_pretrain_steps and "vision_pretrain_steps" not in inspect.signature(get_family(self.family).tiny).parameters:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"the {self.family} tiny model has no vision pretraining")
+        if self.tiny.vision_pretrain_patterns and not self.tiny.vision_pretrain_steps:
+            raise ConfigError(f"{prefix}.tiny.vision_pretrain_patterns", "needs model.tiny.vision_pretrain_steps > 0")
+        if self.tiny.vision_pretrain_patterns and "vision_pretrain_patterns" not in inspect.signature(get_family(self.family).tiny).parameters:
+            raise ConfigError(f"{prefix}.tiny.vision_pretrain_patterns", f"the {self.family} tiny model has no pattern pretraining")
         groups = {f.name for f in fields(FreezeConfig)}
         for g, v in self.lr_scale.items():
             if g not in groups:

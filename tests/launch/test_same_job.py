@@ -42,6 +42,23 @@ def test_what_only_steers_the_run_may_change(repo, tmp_path):
         check_stage(cfg(repo, tmp_path, "run.seed=7"), "sft")
 
 
+def test_a_setting_added_later_counts_as_unchanged_at_its_default(repo, tmp_path):
+    from vlm_train.runstate import read_json, write_json_atomic
+
+    c = cfg(repo, tmp_path)
+    record_stage(c, "sft")
+    # A record written before data.synthetic.min_shapes existed lacks the key: at its default
+    # (1) the job is the same one, so an upgrade does not strand a run half-way ...
+    path = c.run_dir.stage_job("sft")
+    old = read_json(path)
+    del old["data.synthetic.min_shapes"], old["data.synthetic.modes"]
+    write_json_atomic(path, old)
+    check_stage(cfg(repo, tmp_path), "sft")
+    # ... and set to anything else it is another job.
+    with pytest.raises(ConfigError, match=r"data.synthetic.modes: '\(unset\)' -> \['pattern'\]"):
+        check_stage(cfg(repo, tmp_path, "data.synthetic.modes=[pattern]"), "sft")
+
+
 def test_a_stage_without_a_record_is_reused(repo, tmp_path):
     check_stage(cfg(repo, tmp_path, "sft.max_steps=1"), "sft")  # a run directory from before the record
 
@@ -76,3 +93,13 @@ def test_a_tiny_model_built_with_other_settings_is_refused(repo, tmp_path):
         materialise_model(cfg(repo, tmp_path, "model.tiny.vision_pretrain_steps=400"), fam)
     assert e.value.key == "model.tiny" and "model.tiny.vision_pretrain_steps: 500 -> 400" in str(e.value)
     assert fam.builds == 1
+
+
+def test_pattern_pretraining_reaches_the_tiny_build(repo, tmp_path):
+    fam = FakeFamily()
+    out = materialise_model(cfg(repo, tmp_path, "model.tiny.vision_pretrain_patterns=true"), fam)
+    built = json.loads((Path(out.model.path) / "config.json").read_text())
+    assert built["vision_pretrain_patterns"] is True and built["vision_pretrain_steps"] == 500
+    # The default build is called as before, without the key (families need not know it).
+    plain = materialise_model(cfg(repo, tmp_path / "b"), fam)
+    assert "vision_pretrain_patterns" not in json.loads((Path(plain.model.path) / "config.json").read_text())

@@ -13,10 +13,11 @@ CPU-learning notes in docs/models.md, "Tiny models on CPU": a model that only le
   another colour): "the small red circle";
 - ``relation``: two shapes of the same kind and colour, one on each side of an anchor
   shape: "the blue square left of the green triangle";
-- ``pattern`` (only when asked for, ``modes``): twins of one kind, colour and size class, one
-  striped and one plain: "the striped red circle". The stripes are finer than a 4x-downscaled
-  view resolves and keep the fill's mean colour, so on a canvas four times the model's input
-  side only a crop tells the twins apart (docs/models.md, "A task where the crop pays").
+- ``pattern`` (only when asked for, ``modes``): small twins of one kind and colour in one
+  quadrant of the image, one striped and one plain: "the striped red circle". The stripes are
+  finer than a 4x-downscaled view resolves and keep the fill's mean colour, so on a canvas four
+  times the model's input side only a crop of the quadrant (shown at 2x) tells the twins apart
+  (docs/models.md, "A task where the crop pays").
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ MIN_SHAPES_OF_MODE = {"colour": 2, "size": 2, "relation": 3, "pattern": 2}
 PATTERNS: tuple[str, ...] = ("plain", "striped")
 # Horizontal stripes, this many canvas pixels per light+dark pair, each row the fill colour
 # plus or minus STRIPE_AMPLITUDE (per channel, clipped symmetrically so the mean stays the
-# fill's). Measured with the tiny InternVL's frozen tower: a linear probe tells striped from
-# plain at 0.57 in a 64 px view of a 256 px canvas (chance 0.5) and at 0.92 in the crop.
+# fill's): on a 256 px canvas seen as a 64 px view they average away; in a crop of a quadrant,
+# seen at 2x, they show (tests/data/test_synthetic.py measures both).
 STRIPE_PERIOD = 6
 STRIPE_AMPLITUDE = 60
 
@@ -90,6 +91,8 @@ class Scene:
     relation: str = ""
     anchor: int | None = None
     """Relation mode: the relation word of the phrase and the anchor shape's index."""
+    zone: Box | None = None
+    """Pattern mode: the quadrant of the image that holds both twins."""
 
 
 # ---- scene construction --------------------------------------------------------------
@@ -135,14 +138,19 @@ def _attributes(rng: random.Random, n: int, mode: str) -> tuple[list[Shape], str
     return shapes, relation
 
 
-def _place(rng: random.Random, shapes: list[Shape], image_size: int, tries: int = 60) -> bool:
+def _place(rng: random.Random, shapes: list[Shape], image_size: int, tries: int = 60,
+           zone: tuple[Box, int] | None = None) -> bool:
+    """Place ``shapes`` without overlap; with ``zone`` (box, k) the first k inside that box."""
     placed: list[Box] = []
-    for s in shapes:
+    for i, s in enumerate(shapes):
         lo, hi = SIZE_RANGES[s.size]
         side = max(4, round(rng.uniform(lo, hi) * image_size))
+        x0, y0, x1, y1 = 0, 0, image_size, image_size
+        if zone is not None and i < zone[1]:
+            x0, y0, x1, y1 = int(zone[0].x1), int(zone[0].y1), int(zone[0].x2), int(zone[0].y2)
         for _ in range(tries):
-            x = rng.randint(1, image_size - side - 1)
-            y = rng.randint(1, image_size - side - 1)
+            x = rng.randint(x0 + 1, x1 - side - 1)
+            y = rng.randint(y0 + 1, y1 - side - 1)
             b = Box(float(x), float(y), float(x + side), float(y + side))
             if all(
                 b.x2 + GAP <= o.x1 or o.x2 + GAP <= b.x1 or b.y2 + GAP <= o.y1 or o.y2 + GAP <= b.y1 for o in placed
@@ -171,7 +179,12 @@ _OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "be
 def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts: int) -> Scene | None:
     for _attempt in range(attempts):
         shapes, relation = _attributes(rng, n, mode)
-        if not _place(rng, shapes, image_size):
+        zone = None
+        if mode == "pattern":  # the twins share a quadrant, so one crop shows both up close
+            h = image_size // 2
+            qx, qy = rng.randrange(2), rng.randrange(2)
+            zone = Box(float(qx * h), float(qy * h), float(qx * h + h), float(qy * h + h))
+        if not _place(rng, shapes, image_size, zone=(zone, 2) if zone else None):
             continue
         t = shapes[0]
         if mode == "relation":
@@ -187,7 +200,7 @@ def _try_scene(rng: random.Random, image_size: int, n: int, mode: str, attempts:
         order = list(range(len(shapes)))
         rng.shuffle(order)
         anchor = order.index(2) if mode == "relation" else None
-        return Scene([shapes[i] for i in order], order.index(0), mode, phrase, relation, anchor)
+        return Scene([shapes[i] for i in order], order.index(0), mode, phrase, relation, anchor, zone)
     return None
 
 
@@ -398,29 +411,16 @@ def generate(
             this_kind = rng.choice(("grounding", "toolqa"))
         elif kind == "grounding_mixed":
             this_kind = "grounding_crop" if rng.random() < crop_fraction else "grounding"
-        crop_of = scene.target
-        if this_kind == "grounding_crop" and scene.mode == "pattern":
-            # The view shows two identical twins, so no policy can aim at the named one: the
-            # crop looks at the left twin, and the answer is that one or, when the crop shows
-            # the other pattern, the twin not cropped. A fixed rule, so the call is learnable.
-            named = scene.shapes[scene.target].name()
-            twins = [k for k, o in enumerate(scene.shapes) if o.name() == named]
-            crop_of = min(twins, key=lambda k: _centre_order(scene.shapes[k].box))
-        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i, text_first, crop_of)
+        sample = _sample(scene, rel, image_size, this_kind, answer, prompt, seed, i, text_first)
         if targets_per_image > 1:
             sample.meta["picture"] = j
         samples.append(sample)
     return samples
 
 
-def _centre_order(box: Box) -> tuple[float, float]:
-    """Left to right by centre, then top to bottom (twins one above the other)."""
-    return box.x1 + box.x2, box.y1 + box.y2
-
-
 def _sample(
     scene: Scene, rel: str, size: int, kind: str, answer_of: Answer, prompt: Prompt, seed: int, i: int,
-    text_first: bool = False, crop_of: int | None = None,
+    text_first: bool = False,
 ) -> Sample:
     def user(text: str) -> Message:
         parts = [Part("image", media=rel), Part("text", text=text)]
@@ -447,9 +447,9 @@ def _sample(
         meta["answer"] = answer
     elif kind == "grounding_crop":
         answer = answer_of(scene.phrase, t.box, size, size)
-        cropped = scene.shapes[scene.target if crop_of is None else crop_of]
-        assert cropped.box is not None
-        region = crop_region(cropped.box, size)
+        # Twins in a quadrant (pattern mode): the crop is that quadrant, which shows both at
+        # twice the view's resolution; a policy can aim at it from the view alone.
+        region = scene.zone or crop_region(t.box, size)
         messages = [
             user(prompt(scene.phrase)),
             Message("assistant", [Part("tool_call", tool="crop", box=region)]),
@@ -458,7 +458,6 @@ def _sample(
         ]
         meta["answer"] = answer
         meta["crop_box"] = region.as_list()
-        meta["crop_of_target"] = cropped is t
     else:
         q, a3, answer = toolqa_texts(scene, size)
         messages = [user(q)]

@@ -34,6 +34,8 @@ def materialise_model(cfg: JobConfig, family: Any) -> JobConfig:
         extra = {"max_tiles": t.max_tiles} if t.max_tiles is not None else {}
         if t.vision_pretrain_steps:
             extra["vision_pretrain_steps"] = t.vision_pretrain_steps
+        if t.vision_pretrain_patterns:
+            extra["vision_pretrain_patterns"] = True
         t0 = time.perf_counter()
         family.tiny(out, seed=t.seed, image_size=t.image_size, vision_hidden=t.vision_hidden, text_hidden=t.text_hidden,
                     layers=t.layers, **extra)

@@ -48,9 +48,22 @@ def stage_keys(cfg: JobConfig, stage: str) -> dict[str, Any]:
 
 
 def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``'key: old -> new'`` for every dotted key whose value differs."""
+    """``'key: old -> new'`` for every dotted key whose value differs.
+
+    A key the old record lacks counts as unchanged while the new value is the key's default:
+    a setting added to the config after the run started (at its default) builds the same job.
+    """
+    defaults = _defaults()
+    missing = object()
     return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-            for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+            for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k) and not (k not in old and new.get(k) == defaults.get(k, missing))]
+
+
+def _defaults() -> dict[str, Any]:
+    """Every dotted key of a default ``JobConfig`` and its value."""
+    d = JobConfig().to_dict()
+    return {k: v for section, tree in d.items() for k, v in flat(tree, section).items()}
 
 
 def record_stage(cfg: JobConfig, stage: str) -> None:

@@ -34,3 +34,19 @@ def test_scenes_are_their_own_seed_space():
 
     train0 = make_scene(random.Random("vlm_train.synthetic/0/0"), 128, 3)
     assert [s.box for s in train0.shapes] != [s.box for s in a[0][1].shapes]
+
+
+def test_pattern_pretraining_labels_each_token_with_its_shape_pattern():
+    from vlm_train.data.synthetic import PATTERNS
+
+    striped = Shape("circle", "red", "large", Box(4, 4, 44, 30), pattern="striped")
+    plain = Shape("square", "blue", "small", Box(100, 100, 120, 120))
+    scene = Scene([striped, plain], 0, "colour", "the red circle")
+    *_, pattern = token_targets(scene, 128, 4, 4, patterns=True)
+    assert pattern[0] == pattern[1] == PATTERNS.index("striped") and pattern[15] == PATTERNS.index("plain")
+    assert (pattern[2:15] == -100).all()
+    assert len(token_targets(scene, 128, 4, 4)) == 5  # without patterns, the task is unchanged
+    # Every shape of a pattern scene is striped or plain at random, whatever its phrase names.
+    drawn = [s.pattern for _, sc in scenes(0, 40, 128, 3, patterns=True) for s in sc.shapes]
+    assert set(drawn) == set(PATTERNS)
+    assert {s.pattern for _, sc in scenes(0, 40, 128, 3) for s in sc.shapes} == {"plain"}

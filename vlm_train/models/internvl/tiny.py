@@ -109,6 +109,7 @@ def tiny(
     corpus: list[str] | None = None,
     max_tiles: int = 4,
     vision_pretrain_steps: int = 0,
+    vision_pretrain_patterns: bool = False,
 ) -> Path:
     """Write a random tiny InternVL checkpoint + processor to ``out_dir``; return the path."""
     from transformers import InternVLConfig, InternVLForConditionalGeneration
@@ -141,11 +142,11 @@ def tiny(
     init_positions(model)
     init_value_rows(model, value_tokens(processor))
     if vision_pretrain_steps > 0:
-        pretrain(model, processor, image_size // patch // 2, vision_pretrain_steps, seed, out)
+        pretrain(model, processor, image_size // patch // 2, vision_pretrain_steps, seed, out, vision_pretrain_patterns)
     return save_tiny(model, tok, out)
 
 
-def pretrain(model, processor, grid: int, steps: int, seed: int, out: Path) -> None:
+def pretrain(model, processor, grid: int, steps: int, seed: int, out: Path, patterns: bool = False) -> None:
     """Pretrain the tower + projector on the image tokens the language model receives (one
     tile per image, tokens in raster order after the pixel shuffle)."""
     m = model.model
@@ -160,5 +161,5 @@ def pretrain(model, processor, grid: int, steps: int, seed: int, out: Path) -> N
 
     params = [*m.vision_tower.parameters(), *m.multi_modal_projector.parameters()]
     report = pretrain_vision(pixels, image_tokens, params, (grid, grid), model.config.text_config.hidden_size,
-                             steps, seed=seed, canvas=2 * image_processor.size["height"])
+                             steps, seed=seed, canvas=2 * image_processor.size["height"], patterns=patterns)
     (out / "vision_pretrain.txt").write_text(report.line() + "\n")
