@@ -74,8 +74,10 @@ def run(seed: int, tool: bool, args) -> dict:
         # where the crop pays"); the tower's pretraining includes stripes. With the tool on every
         # SFT sample crops the quadrant. The reward is the answer's (IoU + box validity) either
         # way: a quadrant overlaps a small shape at IoU ~0.1, which the region reward calls a miss.
+        # The policy's completion budget: the call and the answer take about 55 tokens (the crop's
+        # turn rides on top, vlm_train/train/rollout.py); 128 leaves slack for a longer answer.
         over += ["data.synthetic.image_size=256", "data.synthetic.modes=[pattern]", "data.synthetic.min_shapes=2",
-                 "model.tiny.vision_pretrain_patterns=true"]
+                 "model.tiny.vision_pretrain_patterns=true", "grpo.max_completion_length=128"]
         if tool:
             over += ["data.synthetic.crop_fraction=1.0", "rewards.weights={iou: 1.0, box_valid: 0.1}"]
     over += args.set  # ablations of any other key (model.tiny.layers=4, grpo.max_completion_length=96, ...)

@@ -113,6 +113,24 @@ def test_rollout_stops_at_max_calls(setup, tmp_path):
     assert row.calls == 1 and len(scripted.calls) == 2  # the second call is not executed
 
 
+def test_the_completion_budget_counts_what_the_policy_writes_not_the_crop_turn(setup, tmp_path):
+    # A budget of exactly the call plus the answer: counted in, the crop's turn (its image tokens)
+    # would end the rollout before the answer, and no cropping rollout could earn the IoU reward.
+    model, proc, rollout = internvl_rollout(setup, tmp_path, ToolsConfig(max_calls=1))
+    tok = proc.tokenizer
+    call = tok('<tool_call>{"name": "crop", "arguments": {"bbox_2d": [500, 0, 950, 500]}}</tool_call>',
+               add_special_tokens=False).input_ids
+    answer = tok("<ref>the red stripes</ref><box>[[500, 0, 950, 500]]</box><|im_end|>", add_special_tokens=False).input_ids
+    scripted = Scripted(model, [call, answer])
+    sample = Sample("s", [Message("user", [image("scene.png"), text("q")])], image_sizes=[(80, 48)])
+    row = rollout.start(sample)
+    rollout.generate(scripted, [row], {"do_sample": False}, max_completion=len(call) + len(answer))
+    turn = len(row.completion_ids) - len(call) - len(answer)
+    assert row.calls == 1 and turn > 16  # the crop's 16 image tokens and the turn's framing
+    assert row.completion_ids[-len(answer):] == answer and row.written == len(call) + len(answer)
+    assert row.done and len(scripted.calls) == 2
+
+
 def test_a_row_that_generates_the_pad_token_ends(setup, tmp_path):
     # An untrained policy (seen: a tiny model's base evaluation, greedy) can choose the pad token.
     # The row must end there, not be sent back: greedy, it would choose pad again, forever.

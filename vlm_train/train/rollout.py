@@ -4,6 +4,10 @@ A rollout generates until the model closes a crop call (``</tool_call>``) or end
 On a call, the crop of the ORIGINAL image at the called box is made, appended as a tool
 turn (the family's turn end + its tool-response rendering with the crop as an image +
 the assistant header), and generation continues; at most ``tools.max_calls`` calls.
+``grpo.max_completion_length`` bounds the tokens the policy writes; the tool turns come on
+top of it (at most ``max_calls`` of them). Counted in, a crop's image tokens would eat the
+answer's budget: at the quick start's 64, the call and one crop turn left 6 tokens, and every
+rollout that cropped ended before its answer (no IoU reward for any crop).
 
 What the trainer gets per row: exact token ids (prompt, then completion = generated tokens
 interleaved with tool-turn tokens), a mask that is 0 on tool-turn tokens (no policy loss on
@@ -53,10 +57,16 @@ class Row:
     done: bool = False
     sampled: int = 0  # tokens the policy generated (the thinking budget counts these)
     thinking_closed: bool = False  # </think> written, or forced by the budget
+    tool_tokens: int = 0  # of completion_ids, those of tool turns
 
     @property
     def ids(self) -> list[int]:
         return self.prompt_ids + self.completion_ids
+
+    @property
+    def written(self) -> int:
+        """Completion tokens that count against ``max_completion``: all but the tool turns'."""
+        return len(self.completion_ids) - self.tool_tokens
 
 
 def split_batch(batch: dict[str, Any], row: int = 0) -> tuple[list[int], dict[str, torch.Tensor]]:
@@ -151,7 +161,7 @@ class CropToolRollout:
             if not active:  # this rank is done, another still generates: join its round
                 self._idle_call(model, rows[0], device)
                 continue
-            budget = max(1, max_completion - max(len(r.completion_ids) for r in active))
+            budget = max(1, max_completion - max(r.written for r in active))
             thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
             if thinking:  # stop this call where the first thinking row reaches its budget
                 budget = min(budget, max(1, min(self.thinking_budget - r.sampled for r in thinking)))
@@ -185,7 +195,7 @@ class CropToolRollout:
                 r.text.append(text)
                 if self.family.chat.think_close in text:
                     r.thinking_closed = True
-                room = max_completion - len(r.completion_ids)
+                room = max_completion - r.written
                 stopped = bool(toks) and toks[-1] in stop
                 # The model chose the pad token (an untrained one may, first): its text ends
                 # there. Sent back, a greedy row would choose it again and never finish.
@@ -205,6 +215,7 @@ class CropToolRollout:
                     if box is not None:
                         turn_ids, turn_mm, image = self.tool_turn(r, box)
                         r.completion_ids += turn_ids
+                        r.tool_tokens += len(turn_ids)
                         r.mask += [0] * len(turn_ids)
                         r.mm.append(turn_mm)
                         r.crops.append(image)
@@ -212,7 +223,7 @@ class CropToolRollout:
                         nxt.append(r)
                         continue
                 r.done = True
-            active = [r for r in nxt if len(r.completion_ids) < max_completion]
+            active = [r for r in nxt if r.written < max_completion]
             for r in nxt:
                 if r not in active:
                     r.done = True
