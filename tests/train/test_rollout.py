@@ -129,6 +129,12 @@ def test_the_completion_budget_counts_what_the_policy_writes_not_the_crop_turn(s
     assert row.calls == 1 and turn > 16  # the crop's 16 image tokens and the turn's framing
     assert row.completion_ids[-len(answer):] == answer and row.written == len(call) + len(answer)
     assert row.done and len(scripted.calls) == 2
+    # max_total (inference: the model's context) still bounds every token, the turn's included.
+    total = len(call) + turn + 5
+    row = rollout.start(sample)
+    rollout.generate(Scripted(model, [call, answer]), [row], {"do_sample": False}, 500, max_total=total)
+    assert row.done and row.calls == 1 and len(row.completion_ids) == total
+    assert row.completion_ids[-5:] == answer[:5]
 
 
 def test_a_row_that_generates_the_pad_token_ends(setup, tmp_path):

@@ -81,10 +81,11 @@ class Engine:
                 where = f"{s.meta.get('source', '?')}:{s.meta.get('line', '?')}"
                 raise PromptTooLong(f"{where}: prompt {s.id!r} is {len(row.prompt_ids)} tokens, the model's context is {self.context}")
             rows.append(row)
-        # The allowance counts every token after the prompt, tool turns included (as in GRPO).
-        room = min(self.inf.max_new_tokens, self.context - max(len(r.prompt_ids) for r in rows))
+        # max_new_tokens counts what the model writes (as GRPO's completion budget); the context
+        # bounds every token after the prompt, tool turns included.
+        room = self.context - max(len(r.prompt_ids) for r in rows)
         gen = self.generation_kwargs() | ({"streamer": streamer} if streamer is not None else {})
-        rollout.generate(self.model, rows, gen, room)
+        rollout.generate(self.model, rows, gen, min(self.inf.max_new_tokens, room), max_total=room)
         seconds = (time.perf_counter() - t0) / len(rows)
         return [self.record(r, seconds) for r in rows]
 

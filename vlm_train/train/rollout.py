@@ -144,8 +144,12 @@ class CropToolRollout:
 
     # ---- generation --------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int) -> int:
+    def generate(self, model: Any, rows: list[Row], gen: dict[str, Any], max_completion: int,
+                 max_total: int | None = None) -> int:
         """Complete every row in place; returns the number of batched ``generate`` calls.
+
+        ``max_completion`` bounds the tokens each row writes; ``max_total``, if given, every
+        token after the prompt, tool turns included (what the model's context has room for).
 
         All unfinished rows (every prompt x generation of the step) go into each call
         together; a call ends where rows stop at a crop call, so the number of calls is one
@@ -161,7 +165,7 @@ class CropToolRollout:
             if not active:  # this rank is done, another still generates: join its round
                 self._idle_call(model, rows[0], device)
                 continue
-            budget = max(1, max_completion - max(r.written for r in active))
+            budget = max(1, min(self._room(r, max_completion, max_total) for r in active))
             thinking = [r for r in active if self.thinking_budget and not r.thinking_closed]
             if thinking:  # stop this call where the first thinking row reaches its budget
                 budget = min(budget, max(1, min(self.thinking_budget - r.sampled for r in thinking)))
@@ -195,7 +199,7 @@ class CropToolRollout:
                 r.text.append(text)
                 if self.family.chat.think_close in text:
                     r.thinking_closed = True
-                room = max_completion - r.written
+                room = self._room(r, max_completion, max_total)
                 stopped = bool(toks) and toks[-1] in stop
                 # The model chose the pad token (an untrained one may, first): its text ends
                 # there. Sent back, a greedy row would choose it again and never finish.
@@ -223,11 +227,17 @@ class CropToolRollout:
                         nxt.append(r)
                         continue
                 r.done = True
-            active = [r for r in nxt if r.written < max_completion]
+            active = [r for r in nxt if self._room(r, max_completion, max_total) > 0]
             for r in nxt:
                 if r not in active:
                     r.done = True
         return n_calls
+
+    @staticmethod
+    def _room(row: Row, max_completion: int, max_total: int | None) -> int:
+        """Tokens ``row`` may still write."""
+        room = max_completion - row.written
+        return room if max_total is None else min(room, max_total - len(row.completion_ids))
 
     def _idle_call(self, model: Any, row: Row, device: Any) -> None:
         """One throwaway greedy token from ``row``'s prompt, so this rank takes part in a
