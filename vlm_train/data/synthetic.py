@@ -125,7 +125,7 @@ def _attributes(rng: random.Random, n: int, mode: str) -> tuple[list[Shape], str
         ac = _other(rng, colours, t.colour) if ak == t.kind else rng.choice(colours)
         shapes.append(Shape(ak, ac, "small"))
     elif mode == "pattern":
-        # Small, so that a crop around one (twice its side) zooms in on the canvas.
+        # Small, so that both fit in one quadrant (the crop that shows them at twice the view).
         t.size, t.pattern = "small", rng.choice(PATTERNS)
         shapes.append(Shape(t.kind, t.colour, t.size, pattern=_other(rng, PATTERNS, t.pattern)))
     taken = {(s.kind, s.colour) for s in shapes}
