@@ -124,12 +124,12 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.path", f"checkpoint directory not found: {self.path}")
         if self.tiny.vision_pretrain_steps < 0:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"must be >= 0, got {self.tiny.vision_pretrain_steps}")
-        if self.tiny.vision_pretrain_steps and "vision_pretrain_steps" not in inspect.signature(get_family(self.family).tiny).parameters:
-            raise ConfigError(f"{prefix}.tiny.vision_pretrain_steps", f"the {self.family} tiny model has no vision pretraining")
         if self.tiny.vision_pretrain_patterns and not self.tiny.vision_pretrain_steps:
             raise ConfigError(f"{prefix}.tiny.vision_pretrain_patterns", "needs model.tiny.vision_pretrain_steps > 0")
-        if self.tiny.vision_pretrain_patterns and "vision_pretrain_patterns" not in inspect.signature(get_family(self.family).tiny).parameters:
-            raise ConfigError(f"{prefix}.tiny.vision_pretrain_patterns", f"the {self.family} tiny model has no pattern pretraining")
+        builds = inspect.signature(get_family(self.family).tiny).parameters
+        for key, what in (("vision_pretrain_steps", "vision"), ("vision_pretrain_patterns", "pattern")):
+            if getattr(self.tiny, key) and key not in builds:
+                raise ConfigError(f"{prefix}.tiny.{key}", f"the {self.family} tiny model has no {what} pretraining")
         groups = {f.name for f in fields(FreezeConfig)}
         for g, v in self.lr_scale.items():
             if g not in groups:

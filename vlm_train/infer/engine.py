@@ -85,7 +85,7 @@ class Engine:
         # bounds every token after the prompt, tool turns included.
         room = self.context - max(len(r.prompt_ids) for r in rows)
         gen = self.generation_kwargs() | ({"streamer": streamer} if streamer is not None else {})
-        rollout.generate(self.model, rows, gen, min(self.inf.max_new_tokens, room), max_total=room)
+        rollout.generate(self.model, rows, gen, self.inf.max_new_tokens, max_total=room)
         seconds = (time.perf_counter() - t0) / len(rows)
         return [self.record(r, seconds) for r in rows]
 
